@@ -1,0 +1,35 @@
+export { tarDirectory, DEFAULT_MTIME, type TarOptions } from "./tar.ts";
+export { writeLayer, type LayerDescriptor, type WriteLayerOptions } from "./layer.ts";
+export {
+  OciLayout,
+  buildImage,
+  assertDigest,
+  assertTag,
+  sha256,
+  MEDIA_TYPE_CONFIG,
+  MEDIA_TYPE_INDEX,
+  MEDIA_TYPE_LAYER_GZIP,
+  MEDIA_TYPE_MANIFEST,
+  ANNOTATION_REF_NAME,
+  type BlobRef,
+  type BuildImageOptions,
+  type BuiltImage,
+  type Descriptor,
+  type HistoryEntry,
+  type ImageIndex,
+  type ImageRuntimeConfig,
+  type OciManifest,
+} from "./layout.ts";
+export {
+  pushImage,
+  pullManifest,
+  fetchBlob,
+  parseChallenge,
+  assertRepository,
+  type FetchLike,
+  type PulledManifest,
+  type PushOptions,
+  type PushResult,
+  type RegistryCredentials,
+  type RegistryTarget,
+} from "./registry.ts";
