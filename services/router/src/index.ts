@@ -1,0 +1,18 @@
+export { RouteTable, normalizeHost, isReady, DEFAULT_SCALE, DEFAULT_TIMEOUT_MS } from "./routes.ts";
+export type { AppRoute, InstanceRoute, ScalePolicy } from "./routes.ts";
+export { createRouter, DEFAULT_LIMITS } from "./server.ts";
+export type { Router, RouterOptions, RouterLimits } from "./server.ts";
+export { Autoscaler, DEFAULT_TUNING } from "./autoscaler.ts";
+export type { Waker, Scaler, ScaleSource, AutoscalerTuning, AppScaleStatus, ColdTier, SleepState } from "./autoscaler.ts";
+export { Activator, ActivationError } from "./activator.ts";
+export type { AppWaker, ReadyWatch } from "./activator.ts";
+export { Balancer } from "./balancer.ts";
+export { RouterMetrics } from "./metrics.ts";
+export { formatAccessLog } from "./accesslog.ts";
+export type { AccessLogEntry } from "./accesslog.ts";
+export { CODES, errorPage } from "./codes.ts";
+export type { RouterCode } from "./codes.ts";
+export { parseRouterConfig } from "./config.ts";
+export type { RouterConfig } from "./config.ts";
+export { startRouter } from "./main.ts";
+export type { RouterDeps, RunningRouter } from "./main.ts";
