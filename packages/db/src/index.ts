@@ -2,3 +2,4 @@ export * from "./db.ts";
 export * from "./schema.ts";
 export * from "./migrations.ts";
 export * from "./embedded.ts";
+export * from "./events.ts";

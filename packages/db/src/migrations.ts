@@ -181,6 +181,24 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  "0002_build_logs_and_events": {
+    async up(db: Kysely<any>) {
+      await sql`
+        -- Build output, line by line: streamed live (NOTIFY) and replayed afterwards.
+        CREATE TABLE build_logs (
+          build_id uuid NOT NULL REFERENCES builds(id) ON DELETE CASCADE,
+          seq integer NOT NULL,
+          line text NOT NULL,
+          created_at timestamptz NOT NULL DEFAULT now(),
+          PRIMARY KEY (build_id, seq)
+        );
+        ALTER TABLE builds ADD COLUMN started_at timestamptz;
+        ALTER TABLE builds ADD COLUMN finished_at timestamptz;
+        ALTER TABLE builds ADD COLUMN source_blob_key text;
+        CREATE INDEX builds_running ON builds (heartbeat_at) WHERE status = 'pending' AND claimed_by IS NOT NULL;
+      `.execute(db);
+    },
+  },
 };
 
 /** Applies every pending migration; throws with the failing migration's name. */

@@ -115,8 +115,18 @@ export interface BuildsTable {
   claimed_by: string | null;
   heartbeat_at: Timestamp | null;
   attempts: Generated<number>;
+  started_at: Timestamp | null;
+  finished_at: Timestamp | null;
+  /** Set when the source lives in Berth's blob store. */
+  source_blob_key: string | null;
   created_at: Generated<Timestamp>;
   updated_at: Generated<Timestamp>;
+}
+export interface BuildLogsTable {
+  build_id: string;
+  seq: number;
+  line: string;
+  created_at: Generated<Timestamp>;
 }
 export interface ReleasesTable {
   id: Generated<string>;
@@ -157,4 +167,5 @@ export interface Database {
   releases: ReleasesTable;
   release_outcomes: ReleaseOutcomesTable;
   cold_starts: ColdStartsTable;
+  build_logs: BuildLogsTable;
 }

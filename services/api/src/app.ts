@@ -12,6 +12,10 @@ import type { KeyRing } from "./domain/keyring.ts";
 import type { ConfigStore } from "./domain/config.ts";
 import type { PlatformHooks } from "./domain/hooks.ts";
 import type { DynoSource } from "./domain/dynos.ts";
+import type { SourceBlobs } from "./domain/sources.ts";
+import type { LogHub } from "./platform/logs.ts";
+import { mountBlobEndpoints, sourceRoutes } from "./routes/sources.ts";
+import { logRoutes, mountLogSessions } from "./routes/logs.ts";
 import { accountRoutes } from "./routes/account.ts";
 import { teamRoutes } from "./routes/teams.ts";
 import { appRoutes } from "./routes/apps.ts";
@@ -38,6 +42,11 @@ export interface ApiSettings {
   dynoQuotaPerTeam: number;
   /** Hosts (https) a build may fetch source from besides Berth's own blob store. */
   allowedSourceHosts: string[];
+  /** Origins whose /sources/<id> URLs are Berth's own (the API, and the S3 endpoint if any). */
+  sourceOrigins: string[];
+  /** Signs source and log-session URLs. */
+  signingSecret: string;
+  maxSourceBytes: number;
 }
 
 export interface ApiDeps {
@@ -50,8 +59,12 @@ export interface ApiDeps {
   requestLimiter: WindowCounter;
   hooks: PlatformHooks;
   dynos: DynoSource;
+  sources: SourceBlobs;
+  buildLogs: { follow(buildId: string): AsyncIterable<string> };
+  logs: LogHub;
   settings: ApiSettings;
 }
+
 
 export const SESSION_COOKIE = "berth_session";
 const REQUEST_ID = /^[A-Za-z0-9+=/_.-]{8,200}$/;
@@ -68,6 +81,8 @@ export function buildRouteTable(deps: ApiDeps): RouteTable {
   releaseRoutes(t, deps);
   buildRoutes(t, deps);
   dynoRoutes(t, deps);
+  sourceRoutes(t, deps);
+  logRoutes(t, deps);
   return t;
 }
 
@@ -108,6 +123,8 @@ export function createApi(deps: ApiDeps): { app: Hono<Env>; routes: RouteTable }
     return res!;
   });
 
+  mountBlobEndpoints(app, deps);
+  mountLogSessions(app, deps);
   app.get("/openapi.json", (c) => c.json(openApiDocument(routes)));
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   return { app, routes };

@@ -16,3 +16,4 @@ export { parseRouterConfig } from "./config.ts";
 export type { RouterConfig } from "./config.ts";
 export { startRouter } from "./main.ts";
 export type { RouterDeps, RunningRouter } from "./main.ts";
+export { followRoutes, controlPlaneWaker, controlPlaneReporter } from "./controlplane.ts";

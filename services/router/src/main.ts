@@ -1,6 +1,6 @@
 import type { Clock, Logger } from "@berth/core";
 import type { AccessLogEntry } from "./accesslog.ts";
-import type { Scaler, Waker } from "./autoscaler.ts";
+import type { ColdTier, Scaler, Waker } from "./autoscaler.ts";
 import { parseRouterConfig } from "./config.ts";
 import type { RouteTable } from "./routes.ts";
 import { createRouter, type Router } from "./server.ts";
@@ -13,6 +13,7 @@ export interface RouterDeps {
   logger: Logger;
   clock?: Clock;
   onAccessLog?: (line: string, entry: AccessLogEntry) => void;
+  onColdStart?: (appId: string, ms: number, tier: ColdTier) => void;
 }
 
 export interface RunningRouter {
@@ -38,6 +39,7 @@ export async function startRouter(config: unknown, deps: RouterDeps): Promise<Ru
     proto: cfg.proto,
     ...(cfg.adminVirtualHost ? { adminHost: cfg.adminVirtualHost } : {}),
     ...(deps.onAccessLog ? { onAccessLog: deps.onAccessLog } : {}),
+    ...(deps.onColdStart ? { onColdStart: deps.onColdStart } : {}),
   });
   const pub = await router.listen(cfg.port, cfg.host);
   const adm = await router.listenAdmin(cfg.adminPort, cfg.adminHost);

@@ -7,15 +7,14 @@ import { isUuid } from "./access.ts";
  * of this API) or a host the operator allowed. Anything else is refused before a
  * build is queued, so a build can never be pointed at internal services.
  */
-export function checkSourceUrl(raw: string, publicUrl: string, allowedHosts: readonly string[]): string {
+export function checkSourceUrl(raw: string, ownOrigins: readonly string[], allowedHosts: readonly string[]): string {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
     throw new Invalid("source_blob.url must be an absolute URL.");
   }
-  const own = new URL(publicUrl);
-  if (url.origin === own.origin && url.pathname.startsWith("/sources/")) return url.toString();
+  if (ownOrigins.some((o) => new URL(o).origin === url.origin) && url.pathname.startsWith("/sources/")) return url.toString();
   if (url.protocol === "https:" && allowedHosts.includes(url.hostname)) return url.toString();
   throw new Invalid(`source_blob.url must come from POST /sources or an allowed host (${allowedHosts.join(", ") || "none configured"}).`);
 }
@@ -30,10 +29,10 @@ export async function getBuild(db: Db, appId: string, id: string) {
   return row;
 }
 
-export function queueBuild(db: Db, input: { appId: string; teamId: string; userId: string; url: string; version?: string | undefined; checksum?: string | undefined }) {
+export function queueBuild(db: Db, input: { appId: string; teamId: string; userId: string; url: string; blobKey?: string | undefined; version?: string | undefined; checksum?: string | undefined }) {
   return db
     .insertInto("builds")
-    .values({ app_id: input.appId, team_id: input.teamId, user_id: input.userId, source_url: input.url, source_version: input.version ?? null, source_checksum: input.checksum ?? null })
+    .values({ app_id: input.appId, team_id: input.teamId, user_id: input.userId, source_url: input.url, source_blob_key: input.blobKey ?? null, source_version: input.version ?? null, source_checksum: input.checksum ?? null })
     .returningAll()
     .executeTakeFirstOrThrow();
 }

@@ -5,6 +5,8 @@ import { paginate } from "../http/range.ts";
 import { iso } from "../http/shapes.ts";
 import type { RouteTable } from "../http/routes.ts";
 import { appFor } from "../domain/access.ts";
+import { Invalid } from "@berth/core";
+import { ownSourceId } from "../domain/sources.ts";
 import { checkSourceUrl, getBuild, listBuilds, queueBuild, requestCancel } from "../domain/builds.ts";
 
 type BuildRow = Awaited<ReturnType<typeof listBuilds>>[number];
@@ -68,8 +70,11 @@ export function buildRoutes(t: RouteTable, deps: ApiDeps): void {
       const userId = c.get("userId");
       const app = await appFor(db, userId, c.req.param("app")!, "write");
       const body = await readJson(c, createBody);
-      const url = checkSourceUrl(body.source_blob.url, settings.publicUrl, settings.allowedSourceHosts);
-      const b = await queueBuild(db, { appId: app.id, teamId: app.team_id, userId, url, version: body.source_blob.version ?? undefined, checksum: body.source_blob.checksum ?? undefined });
+      const url = checkSourceUrl(body.source_blob.url, [settings.publicUrl, ...settings.sourceOrigins], settings.allowedSourceHosts);
+      const sourceId = ownSourceId(url, [settings.publicUrl, ...settings.sourceOrigins]);
+      const source = sourceId ? await db.selectFrom("sources").select("blob_key").where("id", "=", sourceId).executeTakeFirst() : undefined;
+      if (sourceId && !source) throw new Invalid("source_blob.url points at a source that does not exist; create one with POST /sources.");
+      const b = await queueBuild(db, { appId: app.id, teamId: app.team_id, userId, url, blobKey: source?.blob_key, version: body.source_blob.version ?? undefined, checksum: body.source_blob.checksum ?? undefined });
       hooks.buildQueued(b.id);
       return c.json(buildShape(b, { id: app.id, name: app.name }, settings.publicUrl), 201);
     },
