@@ -1,0 +1,311 @@
+/**
+ * Instances as runc containers. Each container's root is one shared, empty,
+ * read-only directory ("base") with read-only binds of the host's /usr and /etc
+ * (and /lib, /bin… where they are real directories; merged-/usr symlinks are copied
+ * as symlinks). The image is bound read-only at /app and /workspace, launch layers
+ * at /layers, the platform's Node binary at /opt/berth/node/bin/node. /tmp is a
+ * tmpfs. The process runs as uid/gid 65534 without capabilities, in its own pid,
+ * ipc, uts, mount and cgroup namespaces, on the host's network, under the memory,
+ * swap, pids and cpu-shares limits of its dyno size.
+ *
+ * `runc run --keep` runs in the foreground: runc is the container's parent, so its
+ * exit status is the app's, and the container's stdout/stderr come through runc's
+ * pipes to us (no files to tail, nothing lost at exit: runc drains them before it
+ * exits). --keep leaves the stopped container's cgroup in place until we delete it,
+ * so an OOM kill can still be read from memory.oom_control.
+ */
+import { spawn, execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Unavailable, type Logger } from "@berth/core";
+import type { Driver, Exit, LaunchSpec, Launched, OutputSink } from "./driver.ts";
+import { DYNO_GID, DYNO_UID } from "./image.ts";
+import { lineSplitter } from "./lines.ts";
+
+export interface RuncDriverOptions {
+  /** Holds runc's own state (`runc --root`), bundles and the shared base root. */
+  dir: string;
+  /** The runc binary; "runc" from PATH by default. */
+  runc?: string;
+  /** A Node binary on the host, bound into every container at /opt/berth/node/bin/node. */
+  nodeBinary?: string;
+  logger: Logger;
+}
+
+const NODE_IN_CONTAINER = "/opt/berth/node/bin";
+/** Host system directories bound read-only into every container. */
+const SYSTEM_DIRS = ["usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+const START_TIMEOUT_MS = 30_000;
+
+/** Creates the driver after a self-test container ran; rejects when runc cannot run containers here. */
+export async function createRuncDriver(o: RuncDriverOptions): Promise<Driver> {
+  const runc = o.runc ?? "runc";
+  const root = path.join(o.dir, "state");
+  const bundles = path.join(o.dir, "bundles");
+  const base = path.join(o.dir, "base");
+  await fs.mkdir(root, { recursive: true, mode: 0o700 });
+  await fs.mkdir(bundles, { recursive: true, mode: 0o700 });
+  const nodeBinary = o.nodeBinary ? await fs.realpath(o.nodeBinary) : undefined;
+  const hostBinds = await makeBase(base, nodeBinary !== undefined);
+  const swapAccounting = await exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes");
+
+  const run = (args: string[]) => exec(runc, ["--root", root, ...args]);
+
+  const driver: Driver = {
+    kind: "runc",
+    isolated: true,
+    paths: (image) => ({ app: "/app", layers: image.layersDir ? "/layers" : undefined, nodeBin: nodeBinary ? NODE_IN_CONTAINER : undefined }),
+
+    async launch(spec: LaunchSpec, out: OutputSink): Promise<Launched> {
+      const bundle = path.join(bundles, spec.id);
+      await fs.mkdir(bundle, { mode: 0o700 });
+      const config = containerConfig(spec, { base, hostBinds, nodeBinary, swapAccounting });
+      await fs.writeFile(path.join(bundle, "config.json"), JSON.stringify(config));
+      const pidFile = path.join(bundle, "pid");
+
+      const child = spawn(runc, ["--root", root, "run", "--keep", "--bundle", bundle, "--pid-file", pidFile, spec.id], {
+        stdio: ["ignore", "pipe", "pipe"],
+        // Own session: a Ctrl-C meant for the platform must not reach runc, which would forward it.
+        // Stopping instances is the platform's job (stopAll on shutdown).
+        detached: true,
+      });
+      // Until the pid file exists, stderr is runc's own (why it could not start).
+      let started = false;
+      const early: Array<["stdout" | "stderr", string]> = [];
+      const sink = (stream: "stdout" | "stderr") => (line: string) => (started ? out(stream, line) : early.push([stream, line]));
+      const so = lineSplitter(sink("stdout"));
+      const se = lineSplitter(sink("stderr"));
+      child.stdout.on("data", (c: Buffer) => so.push(c));
+      child.stderr.on("data", (c: Buffer) => se.push(c));
+      let ended = false;
+      const closed = new Promise<number>((resolve) => {
+        const finish = (code: number | null, signal: NodeJS.Signals | null) => {
+          if (ended) return;
+          ended = true;
+          so.end();
+          se.end();
+          resolve(code ?? 128 + signalNumber(signal));
+        };
+        child.once("close", finish);
+        child.once("error", (e) => {
+          early.push(["stderr", e.message]);
+          finish(127, null);
+        });
+      });
+
+      const deadline = Date.now() + START_TIMEOUT_MS;
+      while (!ended && !(await exists(pidFile)) && Date.now() < deadline) await sleep(5);
+      if (!(await exists(pidFile))) {
+        if (!ended) child.kill("SIGKILL");
+        await closed;
+        await run(["delete", "--force", spec.id]);
+        await fs.rm(bundle, { recursive: true, force: true });
+        const why = early.map(([, l]) => l).join("\n").trim() || "runc exited without starting it";
+        throw new Unavailable(`runc could not start container ${spec.id}: ${why}`);
+      }
+      started = true;
+      for (const [stream, line] of early) out(stream, line);
+
+      let paused = false;
+      const exited = closed.then(async (code): Promise<Exit> => {
+        const oom = await oomKilled(root, spec.id);
+        const del = await run(["delete", "--force", spec.id]);
+        if (del.code !== 0 && !/does not exist/.test(del.stderr)) o.logger.warn("runc delete failed", { id: spec.id, err: del.stderr.trim() });
+        await fs.rm(bundle, { recursive: true, force: true });
+        return { code, oom };
+      });
+      const resume = async () => {
+        const r = await run(["resume", spec.id]);
+        if (r.code !== 0 && !ended) throw new Unavailable(`runc resume ${spec.id}: ${r.stderr.trim()}`);
+        paused = false;
+      };
+      return {
+        exited,
+        async signal(sig) {
+          if (ended) return;
+          // A frozen cgroup cannot act on signals; thaw it first.
+          if (paused) await resume().catch(() => undefined);
+          await run(["kill", "--all", spec.id, sig.slice(3)]);
+        },
+        async pause() {
+          const r = await run(["pause", spec.id]);
+          if (r.code !== 0) throw new Unavailable(`runc pause ${spec.id}: ${r.stderr.trim()}`);
+          paused = true;
+        },
+        resume,
+      };
+    },
+
+    async reapAll() {
+      const r = await run(["list", "--quiet"]);
+      const ids = r.stdout.split("\n").map((l) => l.trim()).filter(Boolean);
+      await Promise.all(
+        ids.map(async (id) => {
+          await run(["resume", id]);
+          await run(["kill", "--all", id, "KILL"]);
+          // The container's init may take a moment to die; delete --force waits for it.
+          await run(["delete", "--force", id]);
+        }),
+      );
+      for (const entry of await fs.readdir(bundles)) await fs.rm(path.join(bundles, entry), { recursive: true, force: true });
+    },
+  };
+
+  await selfTest(driver, o.dir);
+  return driver;
+}
+
+/** Runs a throwaway container: it must start, run as the dyno user and report its exit code. */
+async function selfTest(driver: Driver, dir: string): Promise<void> {
+  const app = path.join(dir, "selftest-app");
+  await fs.mkdir(app, { recursive: true, mode: 0o755 });
+  const lines: string[] = [];
+  const launched = await driver.launch(
+    {
+      id: `berth-selftest-${randomBytes(4).toString("hex")}`,
+      dyno: "selftest",
+      command: `test "$(id -u)" = ${DYNO_UID} && test -d /app && exit 42`,
+      env: { PATH: "/usr/bin:/bin" },
+      image: { appDir: app, layerBins: [], env: {} },
+      size: { name: "selftest", memoryMb: 64, pids: 16, cpuShares: 64 },
+    },
+    (_s, l) => lines.push(l),
+  );
+  const exit = await Promise.race([launched.exited, sleep(10_000).then(() => undefined)]);
+  if (!exit) {
+    await launched.signal("SIGKILL");
+    throw new Unavailable("runc self-test container did not finish within 10s");
+  }
+  if (exit.code !== 42) throw new Unavailable(`runc self-test container exited ${exit.code}: ${lines.join(" | ")}`);
+}
+
+/** The shared root: empty, made read-only by runc; only mount points and merged-/usr symlinks. */
+async function makeBase(base: string, withNode: boolean): Promise<string[]> {
+  await fs.mkdir(base, { recursive: true, mode: 0o755 });
+  const binds: string[] = [];
+  for (const name of SYSTEM_DIRS) {
+    const host = `/${name}`;
+    const st = await fs.lstat(host).catch(() => undefined);
+    if (!st) continue;
+    const here = path.join(base, name);
+    if (st.isSymbolicLink()) {
+      const target = await fs.readlink(host);
+      const cur = await fs.readlink(here).catch(() => undefined);
+      if (cur !== target) {
+        await fs.rm(here, { recursive: true, force: true });
+        await fs.symlink(target, here);
+      }
+    } else if (st.isDirectory()) {
+      await fs.mkdir(here, { recursive: true });
+      binds.push(host);
+    }
+  }
+  for (const d of ["proc", "dev", "sys", "tmp", "app", "workspace", "layers", NODE_IN_CONTAINER.slice(1)]) {
+    await fs.mkdir(path.join(base, d), { recursive: true, mode: 0o755 });
+  }
+  if (withNode) await fs.writeFile(path.join(base, NODE_IN_CONTAINER.slice(1), "node"), "", { flag: "a" });
+  return binds;
+}
+
+interface Mount {
+  destination: string;
+  type: string;
+  source: string;
+  options?: string[];
+}
+
+function containerConfig(
+  spec: LaunchSpec,
+  o: { base: string; hostBinds: string[]; nodeBinary?: string; swapAccounting: boolean },
+): Record<string, unknown> {
+  const ro = (source: string, destination: string): Mount => ({ destination, type: "bind", source, options: ["rbind", "ro", "nosuid", "nodev"] });
+  const mounts: Mount[] = [
+    { destination: "/proc", type: "proc", source: "proc", options: ["nosuid", "noexec", "nodev"] },
+    { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+    { destination: "/dev/pts", type: "devpts", source: "devpts", options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
+    { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
+    { destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"] },
+    { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
+    { destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: ["nosuid", "noexec", "nodev", "relatime", "ro"] },
+    ...o.hostBinds.map((d) => ro(d, d)),
+    // Counts against the memory limit, like any tmpfs page.
+    { destination: "/tmp", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777", `size=${Math.min(spec.size.memoryMb, 512) * 1024}k`] },
+    ro(spec.image.appDir, "/app"),
+    ro(spec.image.appDir, "/workspace"),
+  ];
+  if (spec.image.layersDir) mounts.push(ro(spec.image.layersDir, "/layers"));
+  if (o.nodeBinary) mounts.push(ro(o.nodeBinary, `${NODE_IN_CONTAINER}/node`));
+
+  const bytes = spec.size.memoryMb * 1024 * 1024;
+  const none: string[] = [];
+  return {
+    ociVersion: "1.0.2",
+    process: {
+      terminal: false,
+      user: { uid: DYNO_UID, gid: DYNO_GID },
+      args: ["/bin/sh", "-c", spec.command],
+      env: Object.entries(spec.env).filter(([k]) => k !== "" && !k.includes("=")).map(([k, v]) => `${k}=${v}`),
+      cwd: "/app",
+      capabilities: { bounding: none, effective: none, inheritable: none, permitted: none, ambient: none },
+      rlimits: [{ type: "RLIMIT_NOFILE", hard: 10240, soft: 10240 }],
+      noNewPrivileges: true,
+    },
+    root: { path: o.base, readonly: true },
+    hostname: spec.dyno,
+    mounts,
+    linux: {
+      cgroupsPath: `berth/${spec.id}`,
+      resources: {
+        devices: [{ allow: false, access: "rwm" }],
+        memory: o.swapAccounting ? { limit: bytes, swap: bytes } : { limit: bytes },
+        pids: { limit: spec.size.pids },
+        cpu: { shares: spec.size.cpuShares },
+      },
+      namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, { type: "cgroup" }],
+      maskedPaths: [
+        "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+        "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+      ],
+      readonlyPaths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+    },
+  };
+}
+
+/** Whether the OOM killer struck in the (stopped, kept) container's memory cgroup. */
+async function oomKilled(root: string, id: string): Promise<boolean> {
+  try {
+    const state = JSON.parse(await fs.readFile(path.join(root, id, "state.json"), "utf8")) as { cgroup_paths?: Record<string, string> };
+    const mem = state.cgroup_paths?.memory;
+    if (!mem) return false;
+    const ctl = await fs.readFile(path.join(mem, "memory.oom_control"), "utf8");
+    return Number(/oom_kill (\d+)/.exec(ctl)?.[1] ?? 0) > 0;
+  } catch {
+    return false;
+  }
+}
+
+function exec(file: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(file, args, { timeout: 30_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
+      resolve({ code, stdout, stderr: stderr || (err && !stderr ? err.message : "") });
+    });
+  });
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fs.access(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+function signalNumber(sig: NodeJS.Signals | null): number {
+  if (!sig) return 0;
+  const n = (os.constants.signals as Record<string, number>)[sig];
+  return n ?? 0;
+}
+
