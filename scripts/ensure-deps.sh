@@ -20,6 +20,7 @@ have ceph-osd || need+=(ceph-osd)
 have ceph-authtool || need+=(ceph-base)
 have python3 || need+=(python3)
 have ip || need+=(iproute2)
+have bwrap || need+=(bubblewrap)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
