@@ -1,4 +1,9 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { serve, type ServerType } from "@hono/node-server";
+import { pgEventBus } from "@berth/db";
+import { createLocalBlobStore } from "@berth/blobstore/local/index";
 import { ManualClock, silentLogger, systemClock, type Clock } from "@berth/core";
 import type { Instance } from "@berth/runtime";
 import { assembleApi, newKeySpec, type ApiSettings, type PlatformHooks } from "@berth/api";
@@ -60,8 +65,13 @@ export async function startTestApi(opts: { settings?: Partial<ApiSettings>; cloc
     secureCookies: false,
     dynoQuotaPerTeam: 20,
     allowedSourceHosts: ["github.com"],
+    sourceOrigins: [],
+    signingSecret: "test-signing-secret-0123456789",
+    maxSourceBytes: 1024 * 1024,
     ...opts.settings,
   };
+  const blobDir = await mkdtemp(join(tmpdir(), "berth-api-blobs-"));
+  const events = await pgEventBus(data.url, silentLogger);
   const assembled = assembleApi({
     db: data.db,
     clock,
@@ -69,6 +79,8 @@ export async function startTestApi(opts: { settings?: Partial<ApiSettings>; cloc
     configKeys: opts.configKeys ?? newKeySpec("k1"),
     hooks,
     dynos: { list: async (appId) => instances.get(appId) ?? [] },
+    sources: createLocalBlobStore({ root: blobDir }),
+    events,
     settings,
     passwordCost: { memoryKiB: 1024, iterations: 1 },
     loginLimits: { perAccount: 5, perAddress: 50, windowMs: 15 * 60_000 },
@@ -117,7 +129,9 @@ export async function startTestApi(opts: { settings?: Partial<ApiSettings>; cloc
     },
     async close() {
       await new Promise<void>((r) => server.close(() => r()));
+      await events.close();
       await data.drop();
+      await rm(blobDir, { recursive: true, force: true });
     },
   };
 }

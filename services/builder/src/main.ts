@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { consoleLogger, loadConfig, systemClock } from "@berth/core";
 import { openDb, pgEventBus } from "@berth/db";
 import { openBlobStore } from "@berth/blobstore";
-import { bwrapAvailable, bwrapExec, defaultOrder, spawnExec } from "@berth/buildpacks";
+import { bwrapAvailable, bwrapExec, defaultOrder, spawnExec, trustEnv } from "@berth/buildpacks";
 import { BuilderService, BuildQueue } from "./index.ts";
 
 const config = loadConfig(process.env, process.cwd());
@@ -27,7 +27,7 @@ const service = new BuilderService(
     cacheDir: join(config.dataDir, "build-cache"),
     workDir: join(config.dataDir, "builds"),
     order: defaultOrder(),
-    exec: sandboxed ? bwrapExec() : spawnExec(),
+    exec: sandboxed ? bwrapExec({ passEnv: trustEnv(process.env) }) : spawnExec({ passEnv: trustEnv(process.env) }),
     registry: config.BERTH_REGISTRY
       ? {
           host: config.BERTH_REGISTRY,

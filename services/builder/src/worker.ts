@@ -88,9 +88,6 @@ export async function runBuild(deps: BuilderDeps, buildId: string): Promise<"suc
     });
     checkAbort();
     const web = result.processes.find((p) => p.type === "web");
-    log.line(`-----> Discovering process types`);
-    log.line(`       Procfile declares types -> ${result.processes.map((p) => p.type).join(", ") || "(none)"}`);
-
     log.line("-----> Compressing...");
     const layout = await OciLayout.open(deps.layoutDir);
     const remembered = await readRemembered(appCache);

@@ -1,0 +1,150 @@
+/**
+ * git push to running app, end to end on real components: git smart HTTP with a
+ * pre-receive hook, the builder with the Node.js buildpack, OCI images, the local
+ * runtime (runc where it works) and the router.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { startPlatform, type TestPlatform } from "../harness/platform.ts";
+
+let p: TestPlatform;
+let owner: { token: string; email: string; id: string };
+const APP = "push-demo";
+
+const server = (body: string) => `
+const http = require("node:http");
+http.createServer((req, res) => {
+  if (req.url === "/env") return res.end(JSON.stringify({ greeting: process.env.GREETING ?? null, port: process.env.PORT, dyno: process.env.DYNO }));
+  res.end(${JSON.stringify(body)});
+}).listen(process.env.PORT);
+`;
+const packageJson = JSON.stringify({ name: "push-demo", version: "1.0.0", private: true, engines: { node: "24.x" }, scripts: { start: "node server.js" } });
+
+let repo: string;
+
+beforeAll(async () => {
+  p = await startPlatform();
+  owner = await p.user();
+  expect((await p.call("POST", "/apps", { token: owner.token, body: { name: APP } })).status).toBe(201);
+  repo = await p.repo({ "package.json": packageJson, "package-lock.json": JSON.stringify({ name: "push-demo", version: "1.0.0", lockfileVersion: 3, requires: true, packages: { "": { name: "push-demo", version: "1.0.0" } } }), "server.js": server("hello v1"), Procfile: "web: node server.js\n" });
+  await p.git(repo, ["remote", "add", "platform", p.remote(APP, owner.token)]);
+}, 120_000);
+afterAll(async () => p?.close(), 60_000);
+
+async function commit(file: string, content: string, message: string) {
+  const { writeFile } = await import("node:fs/promises");
+  await writeFile(`${repo}/${file}`, content);
+  await p.git(repo, ["add", "-A"]);
+  await p.git(repo, ["-c", "user.email=t@example.test", "-c", "user.name=t", "commit", "-qm", message]);
+}
+
+describe("git push", () => {
+  test("a first push builds, releases and serves the app through the router, streaming remote: lines", async () => {
+    const push = await p.git(repo, ["push", "platform", "main"]);
+    const out = push.stdout + push.stderr;
+    expect(push.code, out).toBe(0);
+    expect(out).toContain("remote: -----> Building on the Node.js buildpack");
+    expect(out).toContain("remote: -----> Launching...");
+    expect(out).toMatch(/remote:\s+Released v2/);
+    expect(out).toContain(`remote:        http://${APP}.localhost/ deployed to Berth`);
+    const res = await p.get(`${APP}.localhost`);
+    expect(res.status).toBe(200);
+    expect(res.text).toBe("hello v1");
+    expect(res.headers["via"]).toContain("berth");
+    const releases = await p.call("GET", `/apps/${APP}/releases`, { token: owner.token });
+    expect(releases.body.map((r: any) => [r.version, r.status])).toEqual([[1, "succeeded"], [2, "succeeded"]]);
+    const dynos = await p.call("GET", `/apps/${APP}/dynos`, { token: owner.token });
+    expect(dynos.body).toEqual([expect.objectContaining({ name: "web.1", type: "web", state: "up" })]);
+  }, 120_000);
+
+  test("a one-line change goes live on the next push", async () => {
+    await commit("server.js", server("hello v2"), "v2");
+    const push = await p.git(repo, ["push", "platform", "main"]);
+    expect(push.code, push.stderr).toBe(0);
+    expect(push.stderr).toMatch(/remote:\s+Released v3/);
+    expect((await p.get(`${APP}.localhost`)).text).toBe("hello v2");
+  }, 120_000);
+
+  test("config vars reach the app through a new release", async () => {
+    const set = await p.call("PATCH", `/apps/${APP}/config-vars`, { token: owner.token, body: { GREETING: "ahoy" } });
+    expect(set.status).toBe(200);
+    const deadline = Date.now() + 30_000;
+    let env: any = {};
+    while (Date.now() < deadline) {
+      const r = await p.get(`${APP}.localhost`, "/env");
+      env = JSON.parse(r.text || "{}");
+      if (env.greeting === "ahoy") break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(env).toMatchObject({ greeting: "ahoy", dyno: "web.1" });
+    expect(Number(env.port)).toBeGreaterThan(0);
+  }, 60_000);
+
+  test("rollback serves the old build again without a rebuild", async () => {
+    const rb = await p.call("POST", `/apps/${APP}/releases`, { token: owner.token, body: { release: 2 } });
+    expect(rb.status).toBe(201);
+    const deadline = Date.now() + 30_000;
+    let body = "";
+    while (Date.now() < deadline && body !== "hello v1") {
+      body = (await p.get(`${APP}.localhost`)).text;
+      if (body !== "hello v1") await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(body).toBe("hello v1");
+  }, 60_000);
+
+  test("a release that never listens fails, the push is rejected and the old release keeps serving", async () => {
+    const before = (await p.get(`${APP}.localhost`)).text;
+    await commit("Procfile", "web: node -e 'setInterval(() => {}, 1000)'\n", "broken");
+    const push = await p.git(repo, ["push", "platform", "main"]);
+    expect(push.code).not.toBe(0);
+    expect(push.stderr).toMatch(/remote:\s+!\s+Release v\d+ failed/);
+    expect(push.stderr).toContain("pre-receive hook declined");
+    expect((await p.get(`${APP}.localhost`)).text).toBe(before);
+    await p.git(repo, ["reset", "-q", "--hard", "HEAD~1"]);
+  }, 120_000);
+
+  test("a failing build rejects the push and leaves the branch where it was", async () => {
+    const before = (await p.git(repo, ["ls-remote", "platform", "refs/heads/main"])).stdout.split(/\s/)[0];
+    await commit("package.json", "{ this is not json", "broken json");
+    const push = await p.git(repo, ["push", "platform", "main"]);
+    expect(push.code).not.toBe(0);
+    expect(push.stderr).toContain("Push rejected, failed to compile app.");
+    const after = (await p.git(repo, ["ls-remote", "platform", "refs/heads/main"])).stdout.split(/\s/)[0];
+    expect(after).toBe(before);
+    await p.git(repo, ["reset", "-q", "--hard", "HEAD~1"]);
+  }, 120_000);
+
+  test("pushing another branch is refused with a clear message", async () => {
+    const push = await p.git(repo, ["push", "platform", "main:feature"]);
+    expect(push.code).not.toBe(0);
+    expect(push.stderr).toContain("Pushing to refs/heads/feature is not supported");
+  }, 60_000);
+});
+
+describe("git access control", () => {
+  test("pushes without a token, with a bad token, or to another team's app are refused", async () => {
+    const url = `${p.apiUrl}/${APP}.git`;
+    const anon = await p.git(repo, ["push", url, "main"]);
+    expect(anon.code).not.toBe(0);
+    expect(anon.stderr).toMatch(/Authentication failed|could not read Username|401/);
+    const bad = await p.git(repo, ["push", url.replace("http://", "http://x:berth_wrong-token-123456@"), "main"]);
+    expect(bad.code).not.toBe(0);
+    const stranger = await p.user();
+    const other = await p.git(repo, ["push", p.remote(APP, stranger.token), "main"]);
+    expect(other.code).not.toBe(0);
+    expect(other.stderr).toMatch(/not found|404/i);
+  }, 60_000);
+
+  test("a viewer may clone but not push", async () => {
+    const viewer = await p.user();
+    expect((await p.call("POST", "/teams", { token: owner.token, body: { name: "push-team" } })).status).toBe(201);
+    await p.call("PUT", "/teams/push-team/members", { token: owner.token, body: { email: viewer.email, role: "viewer" } });
+    expect((await p.call("PATCH", `/teams/apps/${APP}`, { token: owner.token, body: { owner: "push-team" } })).status).toBe(200);
+    const { mkdtemp } = await import("node:fs/promises");
+    const cloneDir = await mkdtemp(`${p.dir}/clone-`);
+    const clone = await p.git(cloneDir, ["clone", "-q", p.remote(APP, viewer.token), "c"]);
+    expect(clone.code, clone.stderr).toBe(0);
+    const push = await p.git(`${cloneDir}/c`, ["push", "origin", "HEAD:main"]);
+    expect(push.code).not.toBe(0);
+    expect(push.stderr).toMatch(/403|viewer/);
+  }, 60_000);
+});
