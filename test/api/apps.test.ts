@@ -247,9 +247,61 @@ test("the OpenAPI document lists exactly the mounted routes", async () => {
   for (const [path, ops] of Object.entries(doc.paths as Record<string, object>)) for (const m of Object.keys(ops)) documented.add(`${m.toUpperCase()} ${path}`);
   const mounted = new Set(
     api.assembled.app.routes
+      // Not API resources: the document itself, the health check, and middleware.
       .filter((r) => r.method !== "ALL" && r.path !== "/openapi.json" && r.path !== "/healthz")
       .map((r) => `${r.method} ${openApiPath(r.path)}`),
   );
   expect([...documented].sort()).toEqual([...mounted].sort());
   expect(doc.paths["/apps/{app_id_or_name}/config-vars"].patch.summary).toBeTruthy();
+});
+
+describe("sources, build output and log sessions", () => {
+  test("POST /sources gives signed put/get URLs; an upload can be built; tampered or expired URLs are refused", async () => {
+    await api.call("POST", "/apps", { token: u.token, body: { name: "src-app" } });
+    const src = await api.call("POST", "/sources", { token: u.token });
+    expect(src.status).toBe(201);
+    const { put_url, get_url } = src.body.source_blob;
+    expect(put_url).toMatch(/\/sources\/[0-9a-f-]{36}\/blob\?method=PUT&expires=\d+&sig=/);
+    const put = await fetch(put_url, { method: "PUT", body: "tarball bytes" });
+    expect(put.status).toBe(200);
+    expect(await (await fetch(get_url)).text()).toBe("tarball bytes");
+    expect((await fetch(put_url.replace(/sig=[^&]+/, "sig=forged"), { method: "PUT", body: "x" })).status).toBe(403);
+    expect((await fetch(get_url.replace("method=GET", "method=PUT"))).status).toBe(403);
+    expect((await fetch(put_url.replace(/expires=\d+/, "expires=1"), { method: "PUT", body: "x" })).status).toBe(403);
+    const tooBig = await fetch(put_url, { method: "PUT", body: Buffer.alloc(2 * 1024 * 1024) });
+    expect(tooBig.status).toBe(413);
+
+    const build = await api.call("POST", "/apps/src-app/builds", { token: u.token, body: { source_blob: { url: get_url, version: "abc" } } });
+    expect(build.status).toBe(201);
+    const row = await api.db.selectFrom("builds").select("source_blob_key").where("id", "=", build.body.id).executeTakeFirstOrThrow();
+    expect(row.source_blob_key).toMatch(/^sources\/[0-9a-f-]{36}\.tgz$/);
+    const missing = await api.call("POST", "/apps/src-app/builds", { token: u.token, body: { source_blob: { url: `${api.url}/sources/00000000-0000-4000-8000-000000000000/blob` } } });
+    expect(missing.status).toBe(422);
+  });
+
+  test("a build's output streams from its output_stream_url and ends when the build ends", async () => {
+    const build = await api.call("POST", "/apps/src-app/builds", { token: u.token, body: { source_blob: { url: "https://github.com/acme/app.tgz" } } });
+    await api.db.insertInto("build_logs").values([{ build_id: build.body.id, seq: 0, line: "-----> Building" }, { build_id: build.body.id, seq: 1, line: "       done" }]).execute();
+    await api.db.updateTable("builds").set({ status: "failed" }).where("id", "=", build.body.id).execute();
+    const res = await fetch(build.body.output_stream_url);
+    expect(await res.text()).toBe("-----> Building\n       done\n");
+    expect((await fetch(`${api.url}/builds/not-a-uuid/output`)).status).toBe(404);
+  });
+
+  test("log sessions replay recent lines in Heroku's format, filtered by dyno; forged sessions are refused", async () => {
+    const app = (await api.call("GET", "/apps/src-app", { token: u.token })).body;
+    const at = new Date("2026-11-23T23:12:17Z");
+    api.assembled.logs.push({ appId: app.id, at, source: "app", dyno: "web.1", text: "listening on 5000" });
+    api.assembled.logs.push({ appId: app.id, at, source: "heroku", dyno: "router", text: "at=info method=GET path=\"/\" status=200" });
+    const all = await api.call("POST", "/apps/src-app/log-sessions", { token: u.token, body: { lines: 10 } });
+    expect(all.status).toBe(201);
+    expect(await (await fetch(all.body.logplex_url)).text()).toBe(
+      '2026-11-23T23:12:17.000000+00:00 app[web.1]: listening on 5000\n2026-11-23T23:12:17.000000+00:00 heroku[router]: at=info method=GET path="/" status=200\n',
+    );
+    const web = await api.call("POST", "/apps/src-app/log-sessions", { token: u.token, body: { dyno: "web" } });
+    expect(await (await fetch(web.body.logplex_url)).text()).toBe("2026-11-23T23:12:17.000000+00:00 app[web.1]: listening on 5000\n");
+    expect((await fetch(all.body.logplex_url.replace(/\.[^.]+$/, ".forged"))).status).toBe(403);
+    const stranger = await api.user();
+    expect((await api.call("POST", "/apps/src-app/log-sessions", { token: stranger.token, body: {} })).status).toBe(404);
+  });
 });

@@ -14,8 +14,8 @@ import type { PlatformHooks } from "./domain/hooks.ts";
 import type { DynoSource } from "./domain/dynos.ts";
 import type { SourceBlobs } from "./domain/sources.ts";
 import type { LogHub } from "./platform/logs.ts";
-import { mountBlobEndpoints, sourceRoutes } from "./routes/sources.ts";
-import { logRoutes, mountLogSessions } from "./routes/logs.ts";
+import { sourceRoutes } from "./routes/sources.ts";
+import { logRoutes } from "./routes/logs.ts";
 import { accountRoutes } from "./routes/account.ts";
 import { teamRoutes } from "./routes/teams.ts";
 import { appRoutes } from "./routes/apps.ts";
@@ -116,6 +116,7 @@ export function createApi(deps: ApiDeps): { app: Hono<Env>; routes: RouteTable }
 
   routes.mount(app, (def: RouteDef) => async (c) => {
     if (def.auth !== "none") await authenticate(c, def, deps);
+    if (def.streamsBody) return def.handler(c);
     let res: Response | undefined;
     await limit(c, async () => {
       res = await def.handler(c);
@@ -123,8 +124,6 @@ export function createApi(deps: ApiDeps): { app: Hono<Env>; routes: RouteTable }
     return res!;
   });
 
-  mountBlobEndpoints(app, deps);
-  mountLogSessions(app, deps);
   app.get("/openapi.json", (c) => c.json(openApiDocument(routes)));
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   return { app, routes };

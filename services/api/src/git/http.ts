@@ -9,6 +9,7 @@ import type { Accounts } from "../domain/accounts.ts";
 import type { Env } from "../http/routes.ts";
 import { constantTimeEqual } from "../auth/tokens.ts";
 import type { Repos } from "./repos.ts";
+import { limitBytes } from "../http/limits.ts";
 
 /** What a push asks of the platform: build this tree and release it, printing progress. */
 export interface GitDeploys {
@@ -88,14 +89,8 @@ export function mountGit(app: Hono<Env>, deps: GitDeps): void {
     cgi.stderr.on("data", (d: Buffer) => deps.logger.warn("git http-backend", { app: target.name, stderr: d.toString().trim() }));
     const body = c.req.raw.body;
     if (body) {
-      let seen = 0;
-      const limited = Readable.fromWeb(body as import("node:stream/web").ReadableStream).on("data", (chunk: Buffer) => {
-        seen += chunk.length;
-        if (seen > deps.maxPushBytes) {
-          limited.destroy();
-          cgi.kill("SIGKILL");
-        }
-      });
+      const limited = limitBytes(Readable.fromWeb(body as import("node:stream/web").ReadableStream), deps.maxPushBytes, "Pushes");
+      limited.on("error", () => cgi.kill("SIGKILL"));
       limited.pipe(cgi.stdin).on("error", () => {});
     } else {
       cgi.stdin.end();

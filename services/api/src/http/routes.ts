@@ -34,6 +34,8 @@ export interface RouteDef {
   summary: string;
   /** Success status, for the OpenAPI document. */
   status?: number;
+  /** The route reads a large body itself (uploads) and enforces its own limit. */
+  streamsBody?: boolean;
   handler: Handler;
 }
 

@@ -1,12 +1,11 @@
 import { createHmac } from "node:crypto";
-import type { Hono } from "hono";
 import { stream } from "hono/streaming";
 import { z } from "zod";
 import { Forbidden } from "@berth/core";
 import type { ApiDeps } from "../app.ts";
 import { readJson } from "../http/json.ts";
 import { iso } from "../http/shapes.ts";
-import type { Env, RouteTable } from "../http/routes.ts";
+import type { RouteTable } from "../http/routes.ts";
 import { appFor } from "../domain/access.ts";
 import { constantTimeEqual } from "../auth/tokens.ts";
 import { formatLogLine } from "../platform/logs.ts";
@@ -62,10 +61,12 @@ export function logRoutes(t: RouteTable, deps: ApiDeps): void {
       return c.json({ id: token.slice(-36), logplex_url: `${deps.settings.publicUrl}/log-sessions/${token}`, created_at: iso(new Date(now)), updated_at: iso(new Date(now)) }, 201);
     },
   });
-}
 
-export function mountLogSessions(app: Hono<Env>, deps: ApiDeps): void {
-  app.get("/log-sessions/:token", (c) => {
+  t.get("/log-sessions/:token", {
+    auth: "none",
+    summary: "Stream a log session (signed URL from POST /apps/{app}/log-sessions)",
+    streamsBody: true,
+    handler(c) {
     const claims = verify(deps.settings.signingSecret, c.req.param("token")!, deps.clock.now());
     if (!claims) throw new Forbidden("This log session is invalid or has expired.");
     const filter = { dyno: claims.dyno, source: claims.source };
@@ -100,5 +101,6 @@ export function mountLogSessions(app: Hono<Env>, deps: ApiDeps): void {
         off();
       }
     });
+    },
   });
 }

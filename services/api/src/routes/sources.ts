@@ -1,10 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { Readable } from "node:stream";
-import type { Hono } from "hono";
+import type { Context } from "hono";
 import { stream } from "hono/streaming";
 import { Forbidden, NotFound, TooLarge } from "@berth/core";
 import type { ApiDeps } from "../app.ts";
 import type { Env, RouteTable } from "../http/routes.ts";
+import { limitBytes } from "../http/limits.ts";
 import { checkSourceSignature, signSourceUrl, sourceKey, SOURCE_URL_TTL_SEC } from "../domain/sources.ts";
 import { isUuid } from "../domain/access.ts";
 
@@ -23,12 +24,10 @@ export function sourceRoutes(t: RouteTable, deps: ApiDeps): void {
       return c.json({ source_blob: { get_url: get, put_url: put } }, 201);
     },
   });
-}
 
-/** Signed, token-less endpoints: source upload/download and build output streams. */
-export function mountBlobEndpoints(app: Hono<Env>, deps: ApiDeps): void {
   const { settings } = deps;
-  app.on(["GET", "PUT"], "/sources/:id/blob", async (c) => {
+  // Signed, token-less endpoints: the URLs POST /sources hands out, and build output streams.
+  const blob = async (c: Context<Env>) => {
     const id = c.req.param("id")!;
     const method = c.req.method as "GET" | "PUT";
     if (!isUuid(id) || c.req.query("method") !== method || !checkSourceSignature(settings.signingSecret, id, method, c.req.query("expires"), c.req.query("sig"), deps.clock.now())) {
@@ -42,25 +41,26 @@ export function mountBlobEndpoints(app: Hono<Env>, deps: ApiDeps): void {
     }
     const declared = Number(c.req.header("Content-Length") ?? "0");
     if (declared > settings.maxSourceBytes) throw new TooLarge(`Sources may be at most ${settings.maxSourceBytes >> 20} MiB.`);
-    let seen = 0;
-    const limited = Readable.fromWeb(c.req.raw.body! as import("node:stream/web").ReadableStream);
-    const counted = limited.on("data", (chunk: Buffer) => {
-      seen += chunk.length;
-      if (seen > settings.maxSourceBytes) limited.destroy(new TooLarge(`Sources may be at most ${settings.maxSourceBytes >> 20} MiB.`));
-    });
-    await deps.sources.put(row.blob_key, counted);
+    await deps.sources.put(row.blob_key, limitBytes(Readable.fromWeb(c.req.raw.body! as import("node:stream/web").ReadableStream), settings.maxSourceBytes, "Sources"));
     return c.body(null, 200);
-  });
+  };
+  t.get("/sources/:id/blob", { auth: "none", summary: "Download a source (signed URL from POST /sources)", streamsBody: true, handler: blob });
+  t.put("/sources/:id/blob", { auth: "none", summary: "Upload a source (signed URL from POST /sources)", streamsBody: true, handler: blob });
 
-  /** Live build output, then its replay once finished. Capability URL: the build id. */
-  app.get("/builds/:id/output", async (c) => {
+  t.get("/builds/:id/output", {
+    auth: "none",
+    summary: "A build's output: live while it runs, then replayed (capability URL: the build id)",
+    streamsBody: true,
+    async handler(c) {
     const id = c.req.param("id")!;
     if (!isUuid(id)) throw new NotFound("build");
     const build = await deps.db.selectFrom("builds").select("id").where("id", "=", id).executeTakeFirst();
     if (!build) throw new NotFound("build");
     c.header("Content-Type", "text/plain; charset=utf-8");
-    return stream(c, async (s) => {
-      for await (const line of deps.buildLogs.follow(id)) await s.write(line + "\n");
-    });
+      return stream(c, async (s) => {
+        for await (const line of deps.buildLogs.follow(id)) await s.write(line + "\n");
+      });
+    },
   });
 }
+
