@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { consoleLogger, ensureSecrets, loadConfig, ConfigError } from "@berth/core";
-import { migrate, openDb, startEmbeddedPostgres } from "@berth/db";
+import { migrate, openDb, spawnEmbeddedPostgres } from "@berth/db";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const logger = consoleLogger({ svc: "start" });
@@ -27,10 +27,10 @@ const config = configOrExit();
 ensureSecrets(config);
 
 let databaseUrl = config.DATABASE_URL;
-let pg: Awaited<ReturnType<typeof startEmbeddedPostgres>> | undefined;
+let pg: Awaited<ReturnType<typeof spawnEmbeddedPostgres>> | undefined;
 if (!databaseUrl) {
   const t0 = Date.now();
-  pg = await startEmbeddedPostgres({ dir: join(config.dataDir, "postgres"), logger });
+  pg = await spawnEmbeddedPostgres({ dir: join(config.dataDir, "postgres") });
   databaseUrl = pg.url;
   logger.info("embedded postgres up", { ms: Date.now() - t0, dir: join(config.dataDir, "postgres") });
 }

