@@ -17,7 +17,7 @@ import { createLocalBlobStore } from "@berth/blobstore/local/index";
 import { defaultOrder, spawnExec, trustEnv } from "@berth/buildpacks";
 import { assemblePlatformApi, newKeySpec } from "@berth/api";
 import { BuilderService, BuildQueue } from "@berth/builder";
-import { RouteTable, controlPlaneWaker, followRoutes, startRouter, type RunningRouter } from "@berth/router";
+import { RouteTable, controlPlaneReporter, controlPlaneWaker, followRoutes, startRouter, type RunningRouter } from "@berth/router";
 import { freshDatabase } from "./db.ts";
 
 const run = promisify(execFile);
@@ -112,7 +112,11 @@ export async function startPlatform(opts: { isolation?: "runc" | "process"; log?
   const table = new RouteTable();
   const feed = followRoutes({ apiUrl, token: internalToken, table, logger });
   const waker = controlPlaneWaker(apiUrl, internalToken);
-  const router: RunningRouter = await startRouter({ host: "127.0.0.1", port: 0, adminPort: 0, baseDomain: "localhost" }, { table, waker, scaler: waker, logger });
+  const reporter = controlPlaneReporter(apiUrl, internalToken, logger);
+  const router: RunningRouter = await startRouter(
+    { host: "127.0.0.1", port: 0, adminPort: 0, baseDomain: "localhost" },
+    { table, waker, scaler: waker, logger, onAccessLog: reporter.accessLog, onColdStart: reporter.coldStart },
+  );
   await feed.ready;
 
   const call: TestPlatform["call"] = async (method, path, o = {}) => {

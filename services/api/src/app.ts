@@ -16,6 +16,8 @@ import type { SourceBlobs } from "./domain/sources.ts";
 import type { LogHub } from "./platform/logs.ts";
 import { sourceRoutes } from "./routes/sources.ts";
 import { logRoutes } from "./routes/logs.ts";
+import { compatRoutes } from "./routes/compat.ts";
+import { CONSOLE_DIR, mountConsole } from "./console.ts";
 import { accountRoutes } from "./routes/account.ts";
 import { teamRoutes } from "./routes/teams.ts";
 import { appRoutes } from "./routes/apps.ts";
@@ -83,6 +85,7 @@ export function buildRouteTable(deps: ApiDeps): RouteTable {
   dynoRoutes(t, deps);
   sourceRoutes(t, deps);
   logRoutes(t, deps);
+  compatRoutes(t, deps);
   return t;
 }
 
@@ -98,7 +101,8 @@ export function createApi(deps: ApiDeps): { app: Hono<Env>; routes: RouteTable }
     c.header("Request-Id", id);
     const accept = c.req.header("Accept") ?? "";
     const version = /application\/vnd\.heroku\+json;\s*version=([^,;\s]+)/.exec(accept)?.[1];
-    if (version !== undefined && version !== "3") {
+    // Heroku's clients ask for variants of version 3 (3.sdk, 3.webhooks…): all get version 3.
+    if (version !== undefined && version !== "3" && !version.startsWith("3.")) {
       throw new BadRequest(`API version ${version} is not supported; use Accept: application/vnd.heroku+json; version=3.`);
     }
     await next();
@@ -126,6 +130,7 @@ export function createApi(deps: ApiDeps): { app: Hono<Env>; routes: RouteTable }
 
   app.get("/openapi.json", (c) => c.json(openApiDocument(routes)));
   app.get("/healthz", (c) => c.json({ status: "ok" }));
+  mountConsole(app, CONSOLE_DIR);
   return { app, routes };
 }
 

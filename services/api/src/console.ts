@@ -6,7 +6,7 @@
 import { readFile, realpath, stat } from "node:fs/promises";
 import { extname, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Context, Hono } from "hono";
+import type { Hono } from "hono";
 
 /** web/ of this checkout: services/api/src/ → ../../../web. */
 export const CONSOLE_DIR = fileURLToPath(new URL("../../../web/", import.meta.url));
@@ -22,8 +22,6 @@ const TYPES: Record<string, string> = {
   ".svg": "image/svg+xml",
   ".png": "image/png",
   ".ico": "image/x-icon",
-  ".json": "application/json; charset=utf-8",
-  ".txt": "text/plain; charset=utf-8",
   ".woff2": "font/woff2",
 };
 
@@ -44,15 +42,23 @@ const SECURITY_HEADERS: Record<string, string> = {
 
 /**
  * Mounts GET /console/* (the files of webDir) and GET / (a redirect to the
- * console for browsers; API clients keep the JSON 404).
+ * console for browsers; API clients keep the JSON 404). Mounted as middleware,
+ * like hono/serve-static: these are not Platform API endpoints, so they stay
+ * out of the route table's OpenAPI comparison (which skips ALL-method entries);
+ * other methods fall through to the API's 404.
  */
 export function mountConsole(app: Hono<any>, webDir: string): void {
-  const root = resolve(webDir);
-  app.get("/", (c) => (prefersHtml(c.req.header("Accept")) ? c.redirect("/console/", 302) : c.notFound()));
-  app.get("/console", (c) => c.redirect("/console/", 301));
-  app.get("/console/*", async (c) => {
-    const file = await consoleFile(root, new URL(c.req.url).pathname);
-    if (!file) return notFound(c);
+  const readOnly = (method: string) => method === "GET" || method === "HEAD";
+  app.use("/", async (c, next) => {
+    if (readOnly(c.req.method) && prefersHtml(c.req.header("Accept"))) return c.redirect("/console/", 302);
+    return next();
+  });
+  app.use("/console/*", async (c, next) => {
+    if (!readOnly(c.req.method)) return next();
+    const pathname = new URL(c.req.url).pathname;
+    if (pathname === "/console") return c.redirect("/console/", 301);
+    const file = await consoleFile(webDir, pathname);
+    if (!file) return notFound();
     const etag = `W/"${file.size.toString(16)}-${Math.floor(file.mtimeMs).toString(16)}"`;
     if (c.req.header("If-None-Match") === etag) return new Response(null, { status: 304, headers: { ...SECURITY_HEADERS, ETag: etag } });
     return new Response(await readFile(file.path), {
@@ -62,13 +68,14 @@ export function mountConsole(app: Hono<any>, webDir: string): void {
 }
 
 /**
- * Maps a request path to a regular file under root, or null. Invariant: the
- * answer is always inside root. Segments are decoded one by one and refused if
+ * Maps a request path to a regular file under webDir, or null. Invariant: the
+ * answer is always inside webDir. Segments are decoded one by one and refused if
  * they could climb (`..`), name a dotfile, or smuggle a separator (`%2f`, `\`,
- * NUL); then the resolved path, symlinks followed, must still be under root.
+ * NUL); then the resolved path, symlinks followed, must still be under it.
  */
-export async function consoleFile(root: string, pathname: string): Promise<{ path: string; type: string; size: number; mtimeMs: number } | null> {
+export async function consoleFile(webDir: string, pathname: string): Promise<{ path: string; type: string; size: number; mtimeMs: number } | null> {
   if (!pathname.startsWith("/console/")) return null;
+  const root = resolve(webDir);
   const raw = pathname.slice("/console/".length) || "index.html";
   const parts: string[] = [];
   for (const seg of raw.split("/")) {
@@ -111,6 +118,6 @@ export function prefersHtml(accept: string | undefined): boolean {
   return best?.type === "text/html" || best?.type === "application/xhtml+xml";
 }
 
-function notFound(c: Context): Response {
+function notFound(): Response {
   return new Response("Not found\n", { status: 404, headers: { ...SECURITY_HEADERS, "Content-Type": "text/plain; charset=utf-8" } });
 }

@@ -8,7 +8,9 @@ import type { RouteTable } from "../http/routes.ts";
 import { appFor } from "../domain/access.ts";
 import { listFormation, updateFormation } from "../domain/formation.ts";
 
-const one = z.object({ quantity: z.number().int().optional(), size: z.string().max(40).optional() });
+/** The Heroku CLI sends quantities as strings ("2"); both forms are accepted. */
+const quantity = z.union([z.number().int(), z.string().regex(/^\d{1,4}$/, "must be a whole number").transform(Number)]);
+const one = z.object({ quantity: quantity.optional(), size: z.string().max(40).optional() });
 const batch = z.object({ updates: z.array(one.extend({ type: z.string().max(30) })).min(1).max(50) });
 
 export function formationRoutes(t: RouteTable, deps: ApiDeps): void {

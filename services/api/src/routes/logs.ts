@@ -70,9 +70,14 @@ export function logRoutes(t: RouteTable, deps: ApiDeps): void {
     const claims = verify(deps.settings.signingSecret, c.req.param("token")!, deps.clock.now());
     if (!claims) throw new Forbidden("This log session is invalid or has expired.");
     const filter = { dyno: claims.dyno, source: claims.source };
-    c.header("Content-Type", "text/plain; charset=utf-8");
+    // Heroku's CLI reads log sessions as server-sent events; curl and older clients as plain text.
+    const sse = (c.req.header("Accept") ?? "").includes("text/event-stream");
+    c.header("Content-Type", sse ? "text/event-stream" : "text/plain; charset=utf-8");
+    c.header("Cache-Control", "no-cache");
+    let id = 0;
+    const frame = (line: string) => (sse ? `id: ${++id}\ndata: ${line}\n\n` : line + "\n");
     return stream(c, async (s) => {
-      for (const l of deps.logs.recent(claims.app, claims.lines, filter)) await s.write(formatLogLine(l) + "\n");
+      for (const l of deps.logs.recent(claims.app, claims.lines, filter)) await s.write(frame(formatLogLine(l)));
       if (!claims.tail) return;
       const queue: string[] = [];
       let wake: (() => void) | undefined;
@@ -87,15 +92,16 @@ export function logRoutes(t: RouteTable, deps: ApiDeps): void {
       });
       try {
         while (open) {
-          while (queue.length) await s.write(queue.shift()! + "\n");
+          while (queue.length) await s.write(frame(queue.shift()!));
           await new Promise<void>((r) => {
-            const t = setTimeout(r, 30_000);
+            const t = setTimeout(r, 15_000);
             wake = () => {
               clearTimeout(t);
               r();
             };
           });
           wake = undefined;
+          if (sse && queue.length === 0) await s.write(": keep-alive\n\n");
         }
       } finally {
         off();
