@@ -148,3 +148,49 @@ describe("git access control", () => {
     expect(push.stderr).toMatch(/403|viewer/);
   }, 60_000);
 });
+
+describe("scale to zero through the router", () => {
+  test("an app stopped to zero wakes on the next request, and the cold start is recorded and shown", async () => {
+    // The app was transferred to push-team above; the owner is its admin.
+    const app = (await p.call("GET", `/apps/${APP}`, { token: owner.token })).body;
+    await p.platform.scaling.scaleWeb(app.id, 0);
+    await expect.poll(async () => (await p.runtime.list(app.id)).filter((i) => i.type === "web").length, { timeout: 15_000 }).toBe(0);
+    const res = await p.get(`${APP}.localhost`);
+    expect(res.status).toBe(200);
+    await expect.poll(async () => (await p.call("GET", `/apps/${APP}/cold-starts`, { token: owner.token })).body.length, { timeout: 10_000 }).toBeGreaterThan(0);
+    const cold = (await p.call("GET", `/apps/${APP}/cold-starts`, { token: owner.token })).body[0];
+    expect(cold.tier).toBe("zero");
+    expect(cold.duration_ms).toBeGreaterThan(0);
+  }, 60_000);
+
+  test("a frozen app thaws on the next request", async () => {
+    const app = (await p.call("GET", `/apps/${APP}`, { token: owner.token })).body;
+    await p.platform.scaling.freeze(app.id);
+    await expect.poll(async () => (await p.runtime.list(app.id)).some((i) => i.state === "frozen"), { timeout: 10_000 }).toBe(true);
+    expect((await p.get(`${APP}.localhost`)).status).toBe(200);
+    expect((await p.runtime.list(app.id)).every((i) => i.state !== "frozen")).toBe(true);
+  }, 60_000);
+});
+
+describe("concurrent pushes", () => {
+  test("two pushes to one app take turns: both succeed, releases in order, never racing", async () => {
+    const { mkdtemp } = await import("node:fs/promises");
+    const dirA = await mkdtemp(`${p.dir}/race-a-`);
+    const dirB = await mkdtemp(`${p.dir}/race-b-`);
+    await p.git(dirA, ["clone", "-q", p.remote(APP, owner.token), "r"]);
+    await p.git(dirB, ["clone", "-q", p.remote(APP, owner.token), "r"]);
+    const { writeFile } = await import("node:fs/promises");
+    await writeFile(`${dirA}/r/server.js`, server("race a"));
+    await p.git(`${dirA}/r`, ["-c", "user.email=t@example.test", "-c", "user.name=t", "commit", "-qam", "a"]);
+    await writeFile(`${dirB}/r/server.js`, server("race b"));
+    await p.git(`${dirB}/r`, ["-c", "user.email=t@example.test", "-c", "user.name=t", "commit", "-qam", "b"]);
+    const before = (await p.call("GET", `/apps/${APP}/releases`, { token: owner.token })).body.length;
+    const [a, b] = await Promise.all([p.git(`${dirA}/r`, ["push", "origin", "HEAD:main"]), p.git(`${dirB}/r`, ["push", "--force", "origin", "HEAD:main"])]);
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    expect(a.stderr + b.stderr).toContain("Another deploy of this app is running; waiting for it to finish...");
+    const releases = (await p.call("GET", `/apps/${APP}/releases`, { token: owner.token })).body;
+    expect(releases.length).toBe(before + 2);
+    expect(releases.slice(-2).map((r: any) => r.status)).toEqual(["succeeded", "succeeded"]);
+  }, 180_000);
+});

@@ -49,6 +49,17 @@ export function dynoRoutes(t: RouteTable, deps: ApiDeps): void {
     },
   });
 
+  t.get("/apps/:app/cold-starts", {
+    auth: "user",
+    scope: { app: "read" },
+    summary: "Berth: the app's recent wakes from zero or frozen, newest first, with their durations",
+    async handler(c) {
+      const app = await appFor(db, c.get("userId"), c.req.param("app")!, "read");
+      const rows = await db.selectFrom("cold_starts").select(["id", "tier", "duration_ms", "created_at"]).where("app_id", "=", app.id).orderBy("id", "desc").limit(100).execute();
+      return c.json(rows.map((r) => ({ id: String(r.id), tier: r.tier, duration_ms: r.duration_ms, created_at: iso(r.created_at) })));
+    },
+  });
+
   t.get("/apps/:app/dynos/:dyno", {
     auth: "user",
     scope: { app: "read" },
