@@ -14,7 +14,7 @@ import { silentLogger, systemClock, consoleLogger, type Logger } from "@berth/co
 import { pgEventBus } from "@berth/db";
 import { createLocalRuntime, type LocalRuntime } from "@berth/runtime/local/index";
 import { createLocalBlobStore } from "@berth/blobstore/local/index";
-import { defaultOrder, spawnExec, trustEnv } from "@berth/buildpacks";
+import { bwrapAvailable, bwrapExec, defaultOrder, spawnExec, trustEnv } from "@berth/buildpacks";
 import { assemblePlatformApi, newKeySpec } from "@berth/api";
 import { BuilderService, BuildQueue } from "@berth/builder";
 import { RouteTable, controlPlaneReporter, controlPlaneWaker, followRoutes, startRouter, type RunningRouter } from "@berth/router";
@@ -26,6 +26,8 @@ export interface TestPlatform {
   apiUrl: string;
   routerUrl: string;
   runtime: LocalRuntime;
+  /** The router's route table, as the route feed keeps it. */
+  routes: RouteTable;
   platform: ReturnType<typeof assemblePlatformApi>;
   db: Awaited<ReturnType<typeof freshDatabase>>["db"];
   dir: string;
@@ -41,7 +43,7 @@ export interface TestPlatform {
   close(): Promise<void>;
 }
 
-export async function startPlatform(opts: { isolation?: "runc" | "process"; log?: boolean; internalToken?: string } = {}): Promise<TestPlatform> {
+export async function startPlatform(opts: { isolation?: "runc" | "process"; log?: boolean; internalToken?: string; registry?: string } = {}): Promise<TestPlatform> {
   const logger: Logger = opts.log ? consoleLogger({ test: "platform" }) : silentLogger;
   const data = await freshDatabase();
   const dir = await mkdtemp(join(tmpdir(), "berth-platform-"));
@@ -102,8 +104,10 @@ export async function startPlatform(opts: { isolation?: "runc" | "process"; log?
       cacheDir: join(dir, "build-cache"),
       workDir: join(dir, "builds"),
       order: defaultOrder(),
-      exec: spawnExec({ passEnv: trustEnv(process.env) }),
-      limits: { sourceBytes: 50 * 1024 * 1024, sourceEntries: 10_000, buildTimeoutMs: 120_000, logLines: 5000 },
+      // The sandbox production uses, where this machine has bubblewrap.
+      exec: (await bwrapAvailable()) ? bwrapExec({ passEnv: trustEnv(process.env) }) : spawnExec({ passEnv: trustEnv(process.env) }),
+      registry: opts.registry ? { host: opts.registry, insecure: true } : undefined,
+      limits: { sourceBytes: 50 * 1024 * 1024, sourceEntries: 10_000, buildTimeoutMs: 120_000, logLines: 5000, imageBytes: 2 * 1024 ** 3 },
       heartbeatMs: 1000,
     },
     { concurrency: 2, pollMs: 1000, reapEveryMs: 5000, staleMs: 30_000, maxAttempts: 2 },
@@ -151,6 +155,7 @@ export async function startPlatform(opts: { isolation?: "runc" | "process"; log?
     apiUrl,
     routerUrl: router.url,
     runtime,
+    routes: table,
     platform,
     db: data.db,
     dir,

@@ -43,6 +43,7 @@ const schema = z.object({
   BERTH_BOOT_TIMEOUT_SECONDS: seconds.default(60),
   BERTH_MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
   BERTH_MAX_SOURCE_BYTES: z.coerce.number().int().min(1024).default(500 * 1024 * 1024),
+  BERTH_MAX_IMAGE_BYTES: z.coerce.number().int().min(1024 * 1024).default(2 * 1024 * 1024 * 1024),
   BERTH_DYNO_QUOTA_PER_TEAM: z.coerce.number().int().min(0).default(100),
   BERTH_ALLOWED_SOURCE_HOSTS: z.string().default("github.com,codeload.github.com,gitlab.com"),
   BERTH_PASSWORD_MEMORY_KIB: z.coerce.number().int().min(1024).default(19 * 1024),

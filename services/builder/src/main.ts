@@ -35,7 +35,7 @@ const service = new BuilderService(
           ...(config.BERTH_REGISTRY_USER ? { credentials: { username: config.BERTH_REGISTRY_USER, password: config.BERTH_REGISTRY_PASSWORD ?? "" } } : {}),
         }
       : undefined,
-    limits: { sourceBytes: config.BERTH_MAX_SOURCE_BYTES, sourceEntries: 100_000, buildTimeoutMs: config.BERTH_BUILD_TIMEOUT_SECONDS * 1000, logLines: 20_000 },
+    limits: { sourceBytes: config.BERTH_MAX_SOURCE_BYTES, sourceEntries: 100_000, buildTimeoutMs: config.BERTH_BUILD_TIMEOUT_SECONDS * 1000, logLines: 20_000, imageBytes: config.BERTH_MAX_IMAGE_BYTES },
     heartbeatMs: 2000,
   },
   { concurrency: config.BERTH_BUILD_CONCURRENCY, pollMs: 2000, reapEveryMs: 5000, staleMs: 30_000, maxAttempts: 2 },

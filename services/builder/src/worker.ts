@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { isBerthError, type Clock, type Logger } from "@berth/core";
+import { Invalid, TooLarge, isBerthError, type Clock, type Logger } from "@berth/core";
 import type { Db, EventBus } from "@berth/db";
 import { build as runLifecycle, extractTarball, launchCommand, launchEnv, layerPath, type Exec, type Order } from "@berth/buildpacks";
 import { OciLayout, buildImage, pushImage, tarDirectory, writeLayer, type LayerDescriptor, type RegistryCredentials } from "@berth/oci";
@@ -29,7 +29,7 @@ export interface BuilderDeps {
   order: Order;
   exec: Exec;
   registry?: { host: string; insecure: boolean; credentials?: RegistryCredentials } | undefined;
-  limits: { sourceBytes: number; sourceEntries: number; buildTimeoutMs: number; logLines: number };
+  limits: { sourceBytes: number; sourceEntries: number; buildTimeoutMs: number; logLines: number; imageBytes: number };
   heartbeatMs: number;
 }
 
@@ -121,6 +121,7 @@ export async function runBuild(deps: BuilderDeps, buildId: string): Promise<"suc
     });
     const size = layers.reduce((n, l) => n + l.size, 0);
     log.line(`       Done: ${fmtBytes(size)} in ${layers.length} layers (${reusedLayers} reused from cache)`);
+    if (size > deps.limits.imageBytes) throw new TooLarge(`The image is ${fmtBytes(size)}, over the ${fmtBytes(deps.limits.imageBytes)} limit.`);
     checkAbort();
     const record: BuiltImageRecord = { kind: "layout", dir: deps.layoutDir, digest: built.manifestDigest, launchEnv: env };
     if (deps.registry) {
@@ -159,7 +160,7 @@ async function openSource(deps: BuilderDeps, b: { source_blob_key: string | null
   if (b.source_blob_key) return deps.sources.get(b.source_blob_key);
   // An allowed external host (checked by the API when the build was created).
   const res = await fetch(b.source_url, { redirect: "error", signal: AbortSignal.timeout(60_000) });
-  if (!res.ok || !res.body) throw new (await import("@berth/core")).Invalid(`Could not download the source: HTTP ${res.status}.`);
+  if (!res.ok || !res.body) throw new Invalid(`Could not download the source: HTTP ${res.status}.`);
   return Readable.fromWeb(res.body as import("node:stream/web").ReadableStream);
 }
 

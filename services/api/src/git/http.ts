@@ -42,6 +42,7 @@ function challenge(c: Context, message: string) {
  * pushing write access. Unknown apps and apps of other teams look the same (404).
  */
 export function mountGit(app: Hono<Env>, deps: GitDeps): void {
+  const pushTurns = new KeyedMutex();
   const handle = async (c: Context<Env>, name: string, tail: string) => {
     const service = tail === "/info/refs" ? c.req.query("service") : tail.slice(1);
     const level = service ? SERVICES[service] : undefined;
@@ -62,7 +63,7 @@ export function mountGit(app: Hono<Env>, deps: GitDeps): void {
     }
     const length = Number(c.req.header("Content-Length") ?? "0");
     if (length > deps.maxPushBytes) return c.text(`Push is larger than the ${deps.maxPushBytes >> 20} MiB limit.\n`, 413);
-    const dir = await deps.repos.ensure(target.id);
+    await deps.repos.ensure(target.id);
     const hookUrl = new URL("/internal/git/deploy", deps.internalUrl);
     hookUrl.searchParams.set("app", target.id);
     hookUrl.searchParams.set("user", who.userId);
@@ -84,8 +85,11 @@ export function mountGit(app: Hono<Env>, deps: GitDeps): void {
     const proto = c.req.header("Git-Protocol");
     if (proto) env.GIT_PROTOCOL = proto;
     if (c.req.header("Content-Length")) env.CONTENT_LENGTH = c.req.header("Content-Length")!;
-    void dir;
+    // One receive-pack per app at a time, held until git has updated the ref, so
+    // a waiting push's hook sees the branch as the previous push left it.
+    const release = service === "git-receive-pack" && tail !== "/info/refs" ? await pushTurns.acquire(target.id) : () => {};
     const cgi = spawn("git", ["http-backend"], { env, stdio: ["pipe", "pipe", "pipe"] });
+    cgi.on("close", release);
     cgi.stderr.on("data", (d: Buffer) => deps.logger.warn("git http-backend", { app: target.name, stderr: d.toString().trim() }));
     const body = c.req.raw.body;
     if (body) {
@@ -186,4 +190,24 @@ async function respondCgi(c: Context, out: Readable): Promise<Response> {
     },
   });
   return new Response(body, { status, headers });
+}
+
+/** FIFO mutual exclusion per key (an app id). */
+export class KeyedMutex {
+  readonly #tails = new Map<string, Promise<void>>();
+  async acquire(key: string): Promise<() => void> {
+    const prev = this.#tails.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const tail = prev.then(() => mine);
+    this.#tails.set(key, tail);
+    await prev;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      release();
+      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+    };
+  }
 }

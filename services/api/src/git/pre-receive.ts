@@ -33,6 +33,15 @@ async function main(): Promise<number> {
     console.log(" !     Deleting the deployed branch is not allowed.");
     return 1;
   }
+  // Pushes to one app are serialised by the API, so the branch is final here: if
+  // it moved since this push read it, another push landed first while this one
+  // waited. Building would release code whose ref update must then fail.
+  const current = await revParse(deploy.ref);
+  if (current !== (ZERO.test(deploy.oldRev) ? "" : deploy.oldRev)) {
+    console.log(` !     ${deploy.ref.replace("refs/heads/", "")} moved while this push waited for another push to this app.`);
+    console.log(" !     Fetch, merge or rebase, and push again.");
+    return 1;
+  }
   const url = new URL(process.env.BERTH_HOOK_URL!);
   url.searchParams.set("rev", deploy.newRev);
   url.searchParams.set("ref", deploy.ref);
@@ -68,6 +77,15 @@ async function main(): Promise<number> {
         req.destroy(new Error(`git archive exited ${code}`));
       }
     });
+  });
+}
+
+function revParse(ref: string): Promise<string> {
+  return new Promise((resolve) => {
+    const p = spawn("git", ["rev-parse", "--verify", "-q", ref], { stdio: ["ignore", "pipe", "ignore"] });
+    let out = "";
+    p.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    p.on("exit", () => resolve(out.trim()));
   });
 }
 

@@ -11,7 +11,8 @@ import type { Deployer } from "./deployer.ts";
 /**
  * A push, start to finish: store the pushed tree as a source, queue a build,
  * stream its output, wait for the release, print the outcome in Heroku's words.
- * Pushes to one app take turns: a second push waits for the first to finish.
+ * Pushes to one app never overlap: the git endpoint runs one receive-pack per app
+ * at a time (git/http.ts), and the hook refuses a push whose branch moved meanwhile.
  */
 export interface GitDeployDeps {
   db: Db;
@@ -27,7 +28,6 @@ export interface GitDeployDeps {
 
 export class GitDeployPipeline implements GitDeploys {
   readonly #deps: GitDeployDeps;
-  readonly #turns = new Map<string, Promise<unknown>>();
   constructor(deps: GitDeployDeps) {
     this.#deps = deps;
   }
@@ -39,21 +39,7 @@ export class GitDeployPipeline implements GitDeploys {
     await this.#deps.sources.put(key, input.tar);
     await db.insertInto("sources").values({ id, user_id: input.userId, blob_key: key }).execute();
 
-    const prev = this.#turns.get(input.appId);
-    let release!: () => void;
-    const mine = new Promise<void>((r) => (release = r));
-    const chain = (prev ?? Promise.resolve()).then(() => mine);
-    this.#turns.set(input.appId, chain);
-    if (prev) {
-      out("-----> Another deploy of this app is running; waiting for it to finish...");
-      await prev.catch(() => {});
-    }
-    try {
-      return await this.#run(input, id, key, out);
-    } finally {
-      release();
-      if (this.#turns.get(input.appId) === chain) this.#turns.delete(input.appId);
-    }
+    return this.#run(input, id, key, out);
   }
 
   async #run(input: { appId: string; userId: string; rev: string }, sourceId: string, key: string, out: (line: string) => void): Promise<boolean> {
