@@ -174,6 +174,37 @@ describe("scale to zero through the router", () => {
   }, 60_000);
 });
 
+describe("faults", () => {
+  test("the router restarted under load restores its routes from the control plane and serves again", async () => {
+    const app = (await p.call("GET", `/apps/${APP}`, { token: owner.token })).body;
+    let ok = 0;
+    let failed = 0;
+    let stop = false;
+    const deadline = Date.now() + 20_000;
+    const load = async () => {
+      while (!stop && Date.now() < deadline) {
+        try {
+          const r = await p.get(`${APP}.localhost`);
+          if (r.status === 200) ok++;
+          else failed++;
+        } catch {
+          failed++; // connection refused while no router listens
+        }
+      }
+    };
+    const workers = Array.from({ length: 4 }, load);
+    await expect.poll(() => ok, { timeout: 10_000 }).toBeGreaterThan(20);
+    await p.restartRouter();
+    expect(p.routes.get(app.id)?.appName).toBe(APP);
+    const okBefore = ok;
+    await expect.poll(() => ok, { timeout: 10_000 }).toBeGreaterThan(okBefore + 20);
+    stop = true;
+    await Promise.all(workers);
+    expect((await p.get(`${APP}.localhost`)).status).toBe(200);
+    expect(failed).toBeLessThan(ok);
+  }, 60_000);
+});
+
 describe("concurrent pushes", () => {
   test("two pushes to one app take turns: the second is refused clearly because the branch moved, and only one release is made", async () => {
     const { mkdtemp, writeFile } = await import("node:fs/promises");

@@ -28,6 +28,8 @@ export interface TestPlatform {
   runtime: LocalRuntime;
   /** The router's route table, as the route feed keeps it. */
   routes: RouteTable;
+  /** Stops the router and starts a fresh one (empty table, same port) that restores its routes from the feed. */
+  restartRouter(): Promise<void>;
   platform: ReturnType<typeof assemblePlatformApi>;
   db: Awaited<ReturnType<typeof freshDatabase>>["db"];
   dir: string;
@@ -113,15 +115,20 @@ export async function startPlatform(opts: { isolation?: "runc" | "process"; log?
     { concurrency: 2, pollMs: 1000, reapEveryMs: 5000, staleMs: 30_000, maxAttempts: 2 },
   );
 
-  const table = new RouteTable();
-  const feed = followRoutes({ apiUrl, token: internalToken, table, logger });
   const waker = controlPlaneWaker(apiUrl, internalToken);
   const reporter = controlPlaneReporter(apiUrl, internalToken, logger);
-  const router: RunningRouter = await startRouter(
-    { host: "127.0.0.1", port: 0, adminPort: 0, baseDomain: "localhost" },
-    { table, waker, scaler: waker, logger, onAccessLog: reporter.accessLog, onColdStart: reporter.coldStart },
-  );
-  await feed.ready;
+  const bootRouter = async (port: number) => {
+    const t = new RouteTable();
+    const f = followRoutes({ apiUrl, token: internalToken, table: t, logger });
+    const r: RunningRouter = await startRouter(
+      { host: "127.0.0.1", port, adminPort: 0, baseDomain: "localhost" },
+      { table: t, waker, scaler: waker, logger, onAccessLog: reporter.accessLog, onColdStart: reporter.coldStart },
+    );
+    await f.ready;
+    return { table: t, feed: f, router: r };
+  };
+  let current = await bootRouter(0);
+  const routerUrl = current.router.url;
 
   const call: TestPlatform["call"] = async (method, path, o = {}) => {
     const headers: Record<string, string> = { Accept: "application/vnd.heroku+json; version=3", ...o.headers };
@@ -153,9 +160,16 @@ export async function startPlatform(opts: { isolation?: "runc" | "process"; log?
   };
   return {
     apiUrl,
-    routerUrl: router.url,
+    routerUrl,
     runtime,
-    routes: table,
+    get routes() {
+      return current.table;
+    },
+    async restartRouter() {
+      current.feed.close();
+      await current.router.stop();
+      current = await bootRouter(Number(new URL(routerUrl).port));
+    },
     platform,
     db: data.db,
     dir,
@@ -169,7 +183,7 @@ export async function startPlatform(opts: { isolation?: "runc" | "process"; log?
       return { token: auth.body.access_token.token as string, email, id: me.body.id as string };
     },
     get(host, path = "/", init = {}) {
-      return viaRouter(router.url, host, path, init);
+      return viaRouter(routerUrl, host, path, init);
     },
     git,
     async repo(files) {
@@ -187,8 +201,8 @@ export async function startPlatform(opts: { isolation?: "runc" | "process"; log?
       return `${apiUrl.replace("http://", `http://git:${token}@`)}/${app}.git`;
     },
     async close() {
-      feed.close();
-      await router.stop();
+      current.feed.close();
+      await current.router.stop();
       await builder.stop();
       await new Promise<void>((r) => server.close(() => r()));
       await runtime.stopAll();

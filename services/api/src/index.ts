@@ -131,7 +131,9 @@ export function assemblePlatformApi(w: PlatformApiWiring) {
   mountInternal(assembled.app, { db: w.db, feed, scaling, logs, logger: w.logger, internalToken: w.internalToken });
   // Builds finished by the builder process become releases here.
   const offEvents = w.events.subscribe((e) => {
-    if (e.kind === "build.finished") void deployer.onBuildFinished(e.buildId).catch((err: unknown) => w.logger.error("release after build failed", { build: e.buildId, err }));
+    if (e.kind !== "build.finished") return;
+    if (e.appId) logs.push({ appId: e.appId, at: new Date(w.clock.now()), source: "app", dyno: "api", text: `Build ${e.buildId.slice(0, 8)} ${e.status}` });
+    void deployer.onBuildFinished(e.buildId).catch((err: unknown) => w.logger.error("release after build failed", { build: e.buildId, err }));
   });
   // Instances changing state (crash, boot, freeze) change the routes.
   const offRuntime = w.runtime.subscribe((e) => {
