@@ -10,6 +10,7 @@ import type { Env } from "../http/routes.ts";
 import { constantTimeEqual } from "../auth/tokens.ts";
 import type { Repos } from "./repos.ts";
 import { limitBytes } from "../http/limits.ts";
+import { AsyncQueue } from "../http/queue.ts";
 
 /** What a push asks of the platform: build this tree and release it, printing progress. */
 export interface GitDeploys {
@@ -117,13 +118,8 @@ export function mountGit(app: Hono<Env>, deps: GitDeps): void {
     const rev = c.req.query("rev") ?? "";
     const tar = Readable.fromWeb(c.req.raw.body! as import("node:stream/web").ReadableStream);
     return stream(c, async (s) => {
-      const queue: string[] = [];
-      let wake: (() => void) | undefined;
-      let done = false;
-      const out = (line: string) => {
-        queue.push(line);
-        wake?.();
-      };
+      const queue = new AsyncQueue<string>();
+      const out = (line: string) => queue.push(line);
       const result = deps.deploys.deploy({ appId, userId, rev, tar }, out).then(
         (ok) => ok,
         (e: unknown) => {
@@ -132,16 +128,8 @@ export function mountGit(app: Hono<Env>, deps: GitDeps): void {
           return false;
         },
       );
-      void result.finally(() => {
-        done = true;
-        wake?.();
-      });
-      for (;;) {
-        while (queue.length) await s.write(queue.shift()! + "\n");
-        if (done) break;
-        await new Promise<void>((r) => (wake = r));
-        wake = undefined;
-      }
+      void result.finally(() => queue.close());
+      for await (const next of queue.drain()) if ("item" in next) await s.write(next.item + "\n");
       await s.write(`berth-result: ${(await result) ? "ok" : "failed"}\n`);
     });
   });

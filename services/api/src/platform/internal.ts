@@ -10,6 +10,7 @@ import type { RouteFeed, FeedEvent } from "./routefeed.ts";
 import type { Scaling } from "./scaling.ts";
 import type { LogHub } from "./logs.ts";
 import { isUuid } from "../domain/access.ts";
+import { AsyncQueue } from "../http/queue.ts";
 
 export interface InternalDeps {
   db: Db;
@@ -36,34 +37,15 @@ export function mountInternal(app: Hono<Env>, deps: InternalDeps): void {
 
   app.get("/internal/routes/stream", (c) =>
     streamSSE(c, async (s) => {
-      const queue: FeedEvent[] = [];
-      let wake: (() => void) | undefined;
-      const off = deps.feed.subscribe((e) => {
-        queue.push(e);
-        wake?.();
-      });
-      let open = true;
-      s.onAbort(() => {
-        open = false;
-        off();
-        wake?.();
-      });
+      const queue = new AsyncQueue<FeedEvent>();
+      const off = deps.feed.subscribe((e) => queue.push(e));
+      s.onAbort(() => queue.close());
       try {
         await s.writeSSE({ event: "snapshot", data: JSON.stringify(await deps.feed.snapshot()) });
-        while (open) {
-          while (queue.length) {
-            const e = queue.shift()!;
-            await s.writeSSE(e.kind === "upsert" ? { event: "upsert", data: JSON.stringify(e.route) } : { event: "remove", data: JSON.stringify({ appId: e.appId }) });
-          }
-          await new Promise<void>((r) => {
-            const t = setTimeout(r, 15_000);
-            wake = () => {
-              clearTimeout(t);
-              r();
-            };
-          });
-          wake = undefined;
-          if (open && queue.length === 0) await s.write(": keep-alive\n\n");
+        for await (const next of queue.drain(15_000)) {
+          if (!("item" in next)) await s.write(": keep-alive\n\n");
+          else if (next.item.kind === "upsert") await s.writeSSE({ event: "upsert", data: JSON.stringify(next.item.route) });
+          else await s.writeSSE({ event: "remove", data: JSON.stringify({ appId: next.item.appId }) });
         }
       } finally {
         off();

@@ -9,6 +9,7 @@ import type { RouteTable } from "../http/routes.ts";
 import { appFor } from "../domain/access.ts";
 import { constantTimeEqual } from "../auth/tokens.ts";
 import { formatLogLine } from "../platform/logs.ts";
+import { AsyncQueue } from "../http/queue.ts";
 
 const sessionBody = z.object({
   lines: z.number().int().min(0).max(1500).optional(),
@@ -79,29 +80,13 @@ export function logRoutes(t: RouteTable, deps: ApiDeps): void {
     return stream(c, async (s) => {
       for (const l of deps.logs.recent(claims.app, claims.lines, filter)) await s.write(frame(formatLogLine(l)));
       if (!claims.tail) return;
-      const queue: string[] = [];
-      let wake: (() => void) | undefined;
-      let open = true;
-      const off = deps.logs.subscribe(claims.app, filter, (l) => {
-        queue.push(formatLogLine(l));
-        wake?.();
-      });
-      s.onAbort(() => {
-        open = false;
-        wake?.();
-      });
+      const queue = new AsyncQueue<string>();
+      const off = deps.logs.subscribe(claims.app, filter, (l) => queue.push(formatLogLine(l)));
+      s.onAbort(() => queue.close());
       try {
-        while (open) {
-          while (queue.length) await s.write(frame(queue.shift()!));
-          await new Promise<void>((r) => {
-            const t = setTimeout(r, 15_000);
-            wake = () => {
-              clearTimeout(t);
-              r();
-            };
-          });
-          wake = undefined;
-          if (sse && queue.length === 0) await s.write(": keep-alive\n\n");
+        for await (const next of queue.drain(15_000)) {
+          if ("item" in next) await s.write(frame(next.item));
+          else if (sse) await s.write(": keep-alive\n\n");
         }
       } finally {
         off();

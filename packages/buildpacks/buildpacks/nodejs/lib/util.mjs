@@ -79,7 +79,9 @@ export async function exists(p) {
 export async function sha256Files(files) {
   const h = createHash("sha256");
   for (const f of files) {
-    h.update(f + "\0");
+    // The file's name, not its path: the app directory differs between builds
+    // (and between sandboxed and plain builds), its lockfile does not.
+    h.update(path.basename(f) + "\0");
     h.update(await fs.readFile(f).catch(() => Buffer.alloc(0)));
   }
   return h.digest("hex");
