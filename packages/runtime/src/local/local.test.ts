@@ -1,42 +1,33 @@
-import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
+import { execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
 import fs from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
-import { gzipSync } from "node:zlib";
-import { Invalid, ManualClock, silentLogger, type Logger } from "@berth/core";
-import tar from "tar-stream";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ManualClock, silentLogger, type Logger } from "@berth/core";
 import { afterAll, describe, expect, it } from "vitest";
 import { get, runtimeContract } from "../contract.ts";
-import { DYNO_SIZES, type DesiredApp, type ImageRef } from "../port.ts";
-import { applyLayer } from "./image.ts";
-import { createLocalRuntime, type LocalRuntime } from "./index.ts";
-import { lineSplitter } from "./lines.ts";
-import { describeExit } from "./probe.ts";
+import { DYNO_SIZES, type DesiredApp, type ImageRef, type Instance } from "../port.ts";
+import { createLocalRuntime, type LocalRuntime, type LocalRuntimeOptions } from "./index.ts";
+import { makeApp, removeTemps, tarGz, tempDir, writeLayout } from "./testing.ts";
 
-const temps: string[] = [];
-async function tempDir(prefix: string): Promise<string> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
-  temps.push(dir);
-  return dir;
-}
+/** State dirs of this file: whatever a failed test left running there is killed at the end. */
+const stateDirs = new Map<string, boolean>();
+
 afterAll(async () => {
-  for (const d of temps) await fs.rm(d, { recursive: true, force: true });
+  for (const [stateDir, preferRunc] of stateDirs) {
+    const rt = await createLocalRuntime({ stateDir, clock: new ManualClock(), logger: silentLogger, preferRunc });
+    await rt.stopAll();
+    await rt.close();
+  }
+  await removeTemps();
 });
 
-/** The dyno user (65534) must be able to read the app: mkdtemp makes 0700 dirs. */
-async function makeApp(files: Record<string, string>): Promise<ImageRef> {
-  const dir = await tempDir("berth-app-");
-  await fs.chmod(dir, 0o755);
-  for (const [name, text] of Object.entries(files)) await fs.writeFile(path.join(dir, name), text, { mode: 0o644 });
-  return { kind: "dir", dir };
-}
-
-async function makeRuntime(preferRunc: boolean, logger: Logger = silentLogger): Promise<{ rt: LocalRuntime; clock: ManualClock; stateDir: string }> {
+async function makeRuntime(preferRunc: boolean, over: Partial<LocalRuntimeOptions> = {}): Promise<{ rt: LocalRuntime; clock: ManualClock; stateDir: string }> {
   const clock = new ManualClock(Date.now());
-  const stateDir = await tempDir("berth-runtime-");
+  const stateDir = over.stateDir ?? (await tempDir("berth-runtime-"));
+  stateDirs.set(stateDir, preferRunc);
   // Node 24 (this test's own) for the apps; the host's /usr/bin/node is older.
-  const rt = await createLocalRuntime({ stateDir, clock, logger, nodeBinary: process.execPath, preferRunc, settleMs: 300 });
+  const rt = await createLocalRuntime({ stateDir, clock, logger: silentLogger, nodeBinary: process.execPath, preferRunc, settleMs: 300, ...over });
   return { rt, clock, stateDir };
 }
 
@@ -61,38 +52,73 @@ for (const preferRunc of [true, false]) {
   );
 }
 
-describe("local runtime helpers", () => {
-  it("splits output into lines across chunks, with CRLF, multi-byte characters and an unterminated tail", () => {
-    const lines: string[] = [];
-    const s = lineSplitter((l) => lines.push(l));
-    const euro = Buffer.from("€");
-    s.push(Buffer.from("one\r\ntw"));
-    s.push(Buffer.concat([Buffer.from("o "), euro.subarray(0, 1)]));
-    s.push(Buffer.concat([euro.subarray(1), Buffer.from("\n\nlast")]));
-    s.end();
-    expect(lines).toEqual(["one", "two €", "", "last"]);
-  });
+/** Logs every request; answers its release; /crash exits 1. */
+const LOGGING_SERVER = `
+const http = require("http");
+const server = http.createServer((req, res) => {
+  console.log("GET " + req.url);
+  if (req.url === "/crash") { res.end("bye"); return setTimeout(() => process.exit(1), 10); }
+  res.end("release " + process.env.RELEASE);
+});
+setTimeout(() => server.listen(Number(process.env.PORT)), Number(process.env.LISTEN_AFTER_MS || 0));
+process.on("SIGTERM", () => process.exit(0));
+`;
 
-  it("describes exits the way Instance.lastExit and BootFailed say them", () => {
-    expect(describeExit({ code: 1, oom: false })).toEqual({ lastExit: "exited 1", reason: "exited with code 1" });
-    expect(describeExit({ code: 137, oom: true })).toEqual({ lastExit: "out of memory", reason: "killed: out of memory" });
-    expect(describeExit({ code: 139, oom: false })).toEqual({ lastExit: "killed by SIGSEGV", reason: "killed by SIGSEGV" });
-  });
+const desired = (appId: string, image: ImageRef, release = 1, env: Record<string, string> = {}): DesiredApp => ({
+  teamId: "t",
+  appId,
+  appName: appId,
+  release,
+  image,
+  env: { RELEASE: String(release), ...env },
+  processes: [{ type: "web", command: "node server.js", quantity: 1, size: DYNO_SIZES.eco! }],
+  bootTimeoutMs: 10_000,
+  graceMs: 1000,
 });
 
-describe("local runtime", () => {
-  const desired = (appId: string, image: ImageRef, command = "node server.js"): DesiredApp => ({
-    teamId: "t",
-    appId,
-    appName: appId,
-    release: 1,
-    image,
-    env: { RELEASE: "1" },
-    processes: [{ type: "web", command, quantity: 1, size: DYNO_SIZES.eco! }],
-    bootTimeoutMs: 10_000,
-    graceMs: 1000,
-  });
+async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
 
+const web1 = async (rt: LocalRuntime, appId: string): Promise<Instance | undefined> => (await rt.list(appId)).find((i) => i.name === "web.1");
+const summary = async (rt: LocalRuntime, appId: string) => (await rt.list(appId)).map((i) => [i.name, i.release, i.state]);
+
+/**
+ * Live processes whose working directory or command line mentions one of `dirs` (an app dir,
+ * a state dir). A killed process may take a moment to be gone: this waits up to 5 s for none.
+ */
+async function processesUnder(...dirs: string[]): Promise<string[]> {
+  const scan = async () => {
+    const found: string[] = [];
+    for (const pid of await fs.readdir("/proc")) {
+      if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+      const stat = await fs.readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+      const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+      if (state === "" || state === "Z" || state === "X") continue;
+      const cwd = await fs.readlink(`/proc/${pid}/cwd`).catch(() => "");
+      const cmd = (await fs.readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).replaceAll("\0", " ");
+      if (dirs.some((d) => cwd.startsWith(d) || cmd.includes(d))) found.push(`${pid} (${state}, cwd ${cwd}): ${cmd}`);
+    }
+    return found;
+  };
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const found = await scan();
+    if (found.length === 0 || Date.now() > deadline) return found;
+    await sleep(50);
+  }
+}
+
+const runcList = (stateDir: string) =>
+  execFileSync("runc", ["--root", path.join(stateDir, "runc", "state"), "list", "--quiet"], { encoding: "utf8" }).split("\n").filter(Boolean);
+
+describe("local runtime", () => {
   it("falls back to plain processes with a warning when runc is missing", async () => {
     const warnings: string[] = [];
     const logger: Logger = { ...silentLogger, warn: (m) => void warnings.push(m), child: () => logger };
@@ -103,23 +129,29 @@ describe("local runtime", () => {
     await rt.close();
   });
 
-  it("leaves no container, bundle or cgroup behind after stopAll", async () => {
+  it("leaves no container, bundle, cgroup, record or process behind after stopAll", async () => {
     const { rt, stateDir } = await makeRuntime(true);
     const image = await makeApp({ "server.js": `require("http").createServer((q, s) => s.end("x")).listen(process.env.PORT)` });
     await rt.apply(desired("leak-check", image));
     await rt.scale("leak-check", "web", 2);
-    const runc = (...args: string[]) => execFileSync("runc", ["--root", path.join(stateDir, "runc", "state"), ...args], { encoding: "utf8" });
-    const ids = runc("list", "--quiet").split("\n").filter(Boolean);
+    const ids = runcList(stateDir);
     expect(ids).toHaveLength(2);
+    expect((await fs.readdir(path.join(stateDir, "apps"))).filter((n) => n.endsWith(".json"))).toHaveLength(1);
     await rt.stopAll();
-    expect(runc("list", "--quiet").trim()).toBe("");
+    expect(runcList(stateDir)).toEqual([]);
     expect(await fs.readdir(path.join(stateDir, "runc", "bundles"))).toEqual([]);
+    expect(await fs.readdir(path.join(stateDir, "apps"))).toEqual([]);
     for (const id of ids) await expect(fs.access(`/sys/fs/cgroup/pids/berth/${id}`)).rejects.toThrow();
+    expect(await processesUnder((image as { dir: string }).dir, stateDir)).toEqual([]);
+    // And it keeps working (and recording) afterwards.
+    await rt.apply(desired("leak-check", image));
+    await until("a record", async () => ((await fs.readdir(path.join(stateDir, "apps"))).some((n) => n.endsWith(".json")) ? true : undefined));
+    await rt.stopAll();
     await rt.close();
   });
 
-  it("runs an OCI image layout: layers applied in order with whiteouts, then bound at /app", async () => {
-    const { rt, stateDir } = await makeRuntime(true);
+  it("runs an OCI image layout: layers applied in order with whiteouts, bound at /app; unused images are pruned", async () => {
+    const { rt, stateDir } = await makeRuntime(true, { keepUnusedImages: 0 });
     const layout = await tempDir("berth-layout-");
     const layer1 = await tarGz([
       { name: "workspace/", type: "directory", mode: 0o755 },
@@ -141,79 +173,174 @@ describe("local runtime", () => {
     expect((await get(w!.address!, "/")).split(",").sort()).toEqual(["dir", "server.js"]);
     const r = await rt.runOnce(desired("layout-app", image), "ls /app/dir; hello; echo $FROM_IMAGE", { timeoutMs: 10_000 });
     expect(r.output.split("\n").filter(Boolean)).toEqual(["new.txt", "hello from a layer", "yes"]);
-    // Unpacked once per digest.
-    expect((await fs.readdir(path.join(stateDir, "images"))).filter((n) => !n.startsWith("."))).toEqual([digest.slice(7)]);
+
+    // A new release with another top layer: once it runs, the first image and its own layer go.
+    const layer3 = await tarGz([{ name: "workspace/dir/newer.txt", body: "newer" }]);
+    const digest2 = await writeLayout(layout, [layer1, layer3], []);
+    await rt.apply(desired("layout-app", { kind: "layout", dir: layout, digest: digest2 }, 2));
+    await rt.pruneImages();
+    const cache = path.join(stateDir, "images");
+    expect(await fs.readdir(path.join(cache, "images"))).toEqual([`${digest2.slice(7)}.json`]);
+    expect((await fs.readdir(path.join(cache, "layers"))).length).toBe(2);
     await rt.stopAll();
     await rt.close();
   });
 
-  it("refuses layer entries that escape the root", async () => {
-    const root = await tempDir("berth-root-");
-    const outside = await tempDir("berth-outside-");
-    const cases = [
-      [{ name: "../escape.txt", body: "x" }],
-      [
-        { name: "link", type: "symlink", linkname: outside },
-        { name: "link/escape.txt", body: "x" },
-      ],
-      [{ name: "hard", type: "link", linkname: "../../etc/passwd" }],
-    ] as const;
-    for (const entries of cases) {
-      const blob = path.join(root, "..", `blob-${path.basename(root)}`);
-      const gz = await tarGz([...entries]);
-      await fs.writeFile(blob, gz);
-      temps.push(blob);
-      await expect(applyLayer(root, blob, { digest: sha(gz), mediaType: "application/vnd.oci.image.layer.v1.tar+gzip" })).rejects.toBeInstanceOf(Invalid);
+  it("answers a one-off that runs too long with exit code 124 and says so", async () => {
+    const { rt } = await makeRuntime(false);
+    const image = await makeApp({});
+    const started = Date.now();
+    const r = await rt.runOnce(desired("one-off", image), "echo started; sleep 10", { timeoutMs: 300 });
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(r).toEqual({ exitCode: 124, output: "started\nberth: timed out after 0.3s, killed\n" });
+    await rt.stopAll();
+    await rt.close();
+  });
+
+  it("freezes an instance that is still starting once it is ready", async () => {
+    const { rt, clock } = await makeRuntime(false);
+    const image = await makeApp({ "server.js": LOGGING_SERVER });
+    await rt.apply(desired("slow", image, 1, { LISTEN_AFTER_MS: "300" }));
+    await get((await web1(rt, "slow"))!.address!, "/crash").catch(() => undefined);
+    await until("crashed", async () => ((await web1(rt, "slow"))?.state === "crashed" ? true : undefined));
+    clock.advance(1000);
+    expect((await web1(rt, "slow"))?.state).toBe("starting");
+    await rt.freeze("slow");
+    const w = (await web1(rt, "slow"))!;
+    expect(w.state).toBe("frozen");
+    await expect(get(w.address!, "/", 300)).rejects.toThrow();
+    await rt.thaw("slow");
+    expect(await get(w.address!, "/")).toBe("release 1");
+    await rt.stopAll();
+    await rt.close();
+  });
+
+  for (const preferRunc of [true, false]) {
+    const mode = preferRunc ? "runc" : "process";
+    it(`keeps instances running when the runtime closes, and the next runtime on the state dir adopts them (${mode})`, async () => {
+      const { rt: rt1, stateDir } = await makeRuntime(preferRunc);
+      expect(rt1.isolation).toBe(mode);
+      const image = await makeApp({ "server.js": LOGGING_SERVER });
+      const appDir = (image as { dir: string }).dir;
+      await rt1.apply(desired("adopt", image, 1));
+      const first = (await web1(rt1, "adopt"))!;
+      await rt1.close(); // the API process exits
+      // Logged while no runtime watches.
+      expect(await get(first.address!, "/while-nobody-watches")).toBe("release 1");
+
+      const started = performance.now();
+      const { rt: rt2, clock } = await makeRuntime(preferRunc, { stateDir });
+      const adoptMs = performance.now() - started;
+      const logs: string[] = [];
+      rt2.subscribe((e) => {
+        if (e.kind === "log" && e.line.source === "app") logs.push(e.line.text);
+      });
+      expect(await web1(rt2, "adopt")).toMatchObject({ name: "web.1", release: 1, state: "up", address: first.address, restarts: 0 });
+      await get(first.address!, "/after-adoption");
+      await until("the adopted instance's output", () => (logs.includes("GET /after-adoption") ? true : undefined));
+      // Each line once: nothing from before the first runtime closed, nothing twice.
+      expect(logs).toEqual(["GET /while-nobody-watches", "GET /after-adoption"]);
+
+      // Crash detection and backoff work on an adopted instance.
+      await get(first.address!, "/crash").catch(() => undefined);
+      await until("crashed", async () => ((await web1(rt2, "adopt"))?.state === "crashed" ? true : undefined));
+      clock.advance(1000);
+      const back = await until("up again", async () => {
+        const w = await web1(rt2, "adopt");
+        return w?.state === "up" ? w : undefined;
+      });
+      expect(back.restarts).toBe(1);
+
+      // A start-first deploy through the new runtime replaces the adopted instance.
+      await rt2.apply(desired("adopt", image, 2));
+      expect(await summary(rt2, "adopt")).toEqual([["web.1", 2, "up"]]);
+      const second = (await web1(rt2, "adopt"))!;
+      expect(await get(second.address!, "/")).toBe("release 2");
+
+      // Frozen survives a restart of the runtime too.
+      await rt2.freeze("adopt");
+      await rt2.close();
+      const { rt: rt3 } = await makeRuntime(preferRunc, { stateDir });
+      expect(await web1(rt3, "adopt")).toMatchObject({ release: 2, state: "frozen", address: second.address });
+      await rt3.thaw("adopt");
+      expect(await get(second.address!, "/")).toBe("release 2");
+      await rt3.scale("adopt", "web", 2);
+      expect(await summary(rt3, "adopt")).toEqual([
+        ["web.1", 2, "up"],
+        ["web.2", 2, "up"],
+      ]);
+
+      await rt3.stopAll();
+      await rt3.close();
+      await expect(get(second.address!, "/", 1000)).rejects.toThrow();
+      if (preferRunc) expect(runcList(stateDir)).toEqual([]);
+      expect(await processesUnder(appDir, stateDir)).toEqual([]);
+      // A figure for the README, not a limit.
+      expect(adoptMs).toBeLessThan(10_000);
+    });
+  }
+
+  for (const preferRunc of [true, false]) {
+    const mode = preferRunc ? "runc" : "process";
+    it(`adopts the instances of a runtime whose process was killed (${mode})`, async () => {
+      const stateDir = await tempDir("berth-runtime-");
+      stateDirs.set(stateDir, preferRunc);
+      const image = await makeApp({ "server.js": LOGGING_SERVER });
+      const script = path.join(await tempDir("berth-child-"), "api.ts");
+      const here = (p: string) => new URL(p, import.meta.url).pathname;
+      await fs.writeFile(
+        script,
+        `import { systemClock, silentLogger } from ${JSON.stringify(here("../../../core/src/index.ts"))};
+import { createLocalRuntime } from ${JSON.stringify(here("./index.ts"))};
+const rt = await createLocalRuntime({ stateDir: process.argv[2], clock: systemClock, logger: silentLogger, nodeBinary: process.execPath, preferRunc: ${preferRunc} });
+await rt.apply(JSON.parse(process.argv[3]));
+console.log(JSON.stringify(await rt.list()));
+setInterval(() => {}, 1000);
+`,
+      );
+      const child = spawn(process.execPath, [script, stateDir, JSON.stringify(desired("killed", image))], { stdio: ["ignore", "pipe", "inherit"] });
+      let out = "";
+      child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+      const listed = await until("the child's apply", () => (out.includes("\n") ? (JSON.parse(out) as Instance[]) : undefined), 20_000);
+      const address = listed[0]!.address!;
+      child.kill("SIGKILL"); // the API crashes: no close(), no goodbye
+      await once(child, "exit");
+      expect(await get(address, "/")).toBe("release 1");
+
+      const { rt } = await makeRuntime(preferRunc, { stateDir });
+      expect(await summary(rt, "killed")).toEqual([["web.1", 1, "up"]]);
+      expect((await web1(rt, "killed"))!.address).toEqual(address);
+      await rt.apply(desired("killed", image, 2));
+      expect(await get((await web1(rt, "killed"))!.address!, "/")).toBe("release 2");
+      await rt.stopAll();
+      await rt.close();
+      expect(await processesUnder((image as { dir: string }).dir, stateDir)).toEqual([]);
+    });
+  }
+
+  it("kills instances whose record is gone or invalid when the next runtime starts", async () => {
+    const { rt: rt1, stateDir } = await makeRuntime(false);
+    const image = await makeApp({ "server.js": LOGGING_SERVER });
+    await rt1.apply(desired("kept", image));
+    await rt1.apply(desired("corrupt", image));
+    await rt1.apply(desired("forgotten", image));
+    const address = async (app: string) => (await web1(rt1, app))!.address!;
+    const [kept, corrupt, forgotten] = await Promise.all(["kept", "corrupt", "forgotten"].map(address));
+    await rt1.close();
+    const records = path.join(stateDir, "apps");
+    const byApp = new Map<string, string>();
+    for (const name of await fs.readdir(records)) {
+      byApp.set((JSON.parse(await fs.readFile(path.join(records, name), "utf8")) as { appId: string }).appId, path.join(records, name));
     }
-    expect(await fs.readdir(outside)).toEqual([]);
+    await fs.writeFile(byApp.get("corrupt")!, "{ not json");
+    await fs.rm(byApp.get("forgotten")!);
+
+    const { rt: rt2 } = await makeRuntime(false, { stateDir });
+    expect((await rt2.list()).map((i) => i.appId)).toEqual(["kept"]);
+    expect(await get(kept!, "/")).toBe("release 1");
+    for (const a of [corrupt!, forgotten!]) await expect(get(a, "/", 1000)).rejects.toThrow();
+    await rt2.stopAll();
+    await rt2.close();
+    expect(await processesUnder((image as { dir: string }).dir, stateDir)).toEqual([]);
   });
 });
-
-interface TarEntry {
-  name: string;
-  body?: string;
-  type?: "file" | "directory" | "symlink" | "link";
-  mode?: number;
-  linkname?: string;
-}
-
-async function tarGz(entries: TarEntry[]): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  const done = (async () => {
-    for await (const c of pack) chunks.push(c as Buffer);
-  })();
-  for (const e of entries) {
-    const header = { name: e.name, type: e.type ?? "file", mode: e.mode ?? (e.type === "directory" ? 0o755 : 0o644), linkname: e.linkname };
-    if (header.type === "file") pack.entry(header, e.body ?? "");
-    else pack.entry(header);
-  }
-  pack.finalize();
-  await done;
-  return gzipSync(Buffer.concat(chunks));
-}
-
-function sha(b: Buffer | string): string {
-  return "sha256:" + createHash("sha256").update(b).digest("hex");
-}
-
-async function writeLayout(dir: string, layers: Buffer[], env: string[]): Promise<string> {
-  const blobs = path.join(dir, "blobs", "sha256");
-  await fs.mkdir(blobs, { recursive: true });
-  const put = async (b: Buffer | string) => {
-    const d = sha(b);
-    await fs.writeFile(path.join(blobs, d.slice(7)), b);
-    return { digest: d, size: Buffer.byteLength(b) };
-  };
-  const config = JSON.stringify({ architecture: "amd64", os: "linux", config: { Env: env }, rootfs: { type: "layers", diff_ids: [] } });
-  const manifest = JSON.stringify({
-    schemaVersion: 2,
-    mediaType: "application/vnd.oci.image.manifest.v1+json",
-    config: { mediaType: "application/vnd.oci.image.config.v1+json", ...(await put(config)) },
-    layers: await Promise.all(layers.map(async (l) => ({ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", ...(await put(l)) }))),
-  });
-  const m = await put(manifest);
-  await fs.writeFile(path.join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
-  await fs.writeFile(path.join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", ...m }] }));
-  return m.digest;
-}

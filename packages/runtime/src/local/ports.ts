@@ -38,6 +38,11 @@ export class PortAllocator {
     throw new Unavailable(`no free port in ${this.#range.from}-${this.#range.to}`);
   }
 
+  /** Marks a port as taken by an instance adopted from an earlier runtime. */
+  reserve(port: number): void {
+    this.#used.add(port);
+  }
+
   release(port: number): void {
     this.#used.delete(port);
   }

@@ -78,6 +78,7 @@ const signalNames = new Map(Object.entries(constants.signals).map(([name, n]) =>
 /** `lastExit` for Instance, `reason` for BootFailed. */
 export function describeExit(exit: Exit): { lastExit: string; reason: string } {
   if (exit.oom) return { lastExit: "out of memory", reason: "killed: out of memory" };
+  if (exit.lost) return { lastExit: "exit status lost", reason: "its supervisor vanished: exit status lost" };
   const sig = exit.code > 128 ? signalNames.get(exit.code - 128) : undefined;
   if (sig) return { lastExit: `killed by ${sig}`, reason: `killed by ${sig}` };
   return { lastExit: `exited ${exit.code}`, reason: `exited with code ${exit.code}` };

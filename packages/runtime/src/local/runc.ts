@@ -8,22 +8,23 @@
  * ipc, uts, mount and cgroup namespaces, on the host's network, under the memory,
  * swap, pids and cpu-shares limits of its dyno size.
  *
- * `runc run --keep` runs in the foreground: runc is the container's parent, so its
- * exit status is the app's, and the container's stdout/stderr come through runc's
- * pipes to us (no files to tail, nothing lost at exit: runc drains them before it
- * exits). --keep leaves the stopped container's cgroup in place until we delete it,
- * so an OOM kill can still be read from memory.oom_control.
+ * `runc run --keep` runs in the foreground under a supervisor (shim.ts) that outlives
+ * this process: runc is the container's parent, so its exit status is the app's and
+ * the supervisor records it; without a terminal runc hands its own stdout/stderr, the
+ * run dir's `output` file, to the container, so nothing is lost while no runtime
+ * watches. --keep leaves the stopped container's cgroup in place until we delete it,
+ * so an OOM kill can still be read from memory.oom_control, even by a later runtime.
+ * The bundle dir (`bundles/<id>`) is the run dir.
  */
-import { spawn, execFile } from "node:child_process";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Unavailable, type Logger } from "@berth/core";
 import type { Driver, Exit, LaunchSpec, Launched, OutputSink } from "./driver.ts";
 import { DYNO_GID, DYNO_UID } from "./image.ts";
-import { lineSplitter } from "./lines.ts";
+import { readSupervisor, RunWatch, supervise, validRunId, type ProcId } from "./shim.ts";
 
 export interface RuncDriverOptions {
   /** Holds runc's own state (`runc --root`), bundles and the shared base root. */
@@ -53,6 +54,53 @@ export async function createRuncDriver(o: RuncDriverOptions): Promise<Driver> {
   const swapAccounting = await exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes");
 
   const run = (args: string[]) => exec(runc, ["--root", root, ...args]);
+  const state = async (id: string): Promise<string | undefined> => {
+    const r = await run(["state", id]);
+    if (r.code !== 0) return undefined;
+    return (JSON.parse(r.stdout) as { status?: string }).status;
+  };
+
+  /** The handle on a started (or adopted) container. */
+  const attach = (id: string, bundle: string, supervisor: ProcId | undefined, offset: number, out: OutputSink, paused: boolean): Launched => {
+    const watch = new RunWatch(bundle, offset, out, supervisor);
+    let ended = false;
+    const exited = watch.ended.then(async (end): Promise<Exit> => {
+      ended = true;
+      if (end === "lost") {
+        // Nobody waits for the container any more: it must not run on unsupervised.
+        await run(["resume", id]);
+        await run(["kill", "--all", id, "KILL"]);
+      }
+      const oom = await oomKilled(root, id);
+      const del = await run(["delete", "--force", id]);
+      if (del.code !== 0 && !/does not exist/.test(del.stderr)) o.logger.warn("runc delete failed", { id, err: del.stderr.trim() });
+      await fs.rm(bundle, { recursive: true, force: true });
+      return end === "lost" ? { code: 255, oom, lost: true } : { code: end, oom };
+    });
+    const resume = async () => {
+      const r = await run(["resume", id]);
+      if (r.code !== 0 && !ended) throw new Unavailable(`runc resume ${id}: ${r.stderr.trim()}`);
+      paused = false;
+    };
+    return {
+      id,
+      exited,
+      async signal(sig) {
+        if (ended) return;
+        // A frozen cgroup cannot act on signals; thaw it first.
+        if (paused) await resume().catch(() => undefined);
+        await run(["kill", "--all", id, sig.slice(3)]);
+      },
+      async pause() {
+        const r = await run(["pause", id]);
+        if (r.code !== 0) throw new Unavailable(`runc pause ${id}: ${r.stderr.trim()}`);
+        paused = true;
+      },
+      resume,
+      logOffset: () => watch.offset,
+      detach: () => watch.detach(),
+    };
+  };
 
   const driver: Driver = {
     kind: "runc",
@@ -60,88 +108,46 @@ export async function createRuncDriver(o: RuncDriverOptions): Promise<Driver> {
     paths: (image) => ({ app: "/app", layers: image.layersDir ? "/layers" : undefined, nodeBin: nodeBinary ? NODE_IN_CONTAINER : undefined }),
 
     async launch(spec: LaunchSpec, out: OutputSink): Promise<Launched> {
+      if (!validRunId(spec.id)) throw new Unavailable(`invalid container id ${JSON.stringify(spec.id)}`);
       const bundle = path.join(bundles, spec.id);
       await fs.mkdir(bundle, { mode: 0o700 });
       const config = containerConfig(spec, { base, hostBinds, nodeBinary, swapAccounting });
       await fs.writeFile(path.join(bundle, "config.json"), JSON.stringify(config));
       const pidFile = path.join(bundle, "pid");
-
-      const child = spawn(runc, ["--root", root, "run", "--keep", "--bundle", bundle, "--pid-file", pidFile, spec.id], {
-        stdio: ["ignore", "pipe", "pipe"],
-        // Own session: a Ctrl-C meant for the platform must not reach runc, which would forward it.
-        // Stopping instances is the platform's job (stopAll on shutdown).
-        detached: true,
-      });
-      // Until the pid file exists, stderr is runc's own (why it could not start).
-      let started = false;
-      const early: Array<["stdout" | "stderr", string]> = [];
-      const sink = (stream: "stdout" | "stderr") => (line: string) => (started ? out(stream, line) : early.push([stream, line]));
-      const so = lineSplitter(sink("stdout"));
-      const se = lineSplitter(sink("stderr"));
-      child.stdout.on("data", (c: Buffer) => so.push(c));
-      child.stderr.on("data", (c: Buffer) => se.push(c));
-      let ended = false;
-      const closed = new Promise<number>((resolve) => {
-        const finish = (code: number | null, signal: NodeJS.Signals | null) => {
-          if (ended) return;
-          ended = true;
-          so.end();
-          se.end();
-          resolve(code ?? 128 + signalNumber(signal));
-        };
-        child.once("close", finish);
-        child.once("error", (e) => {
-          early.push(["stderr", e.message]);
-          finish(127, null);
-        });
-      });
-
-      const deadline = Date.now() + START_TIMEOUT_MS;
-      while (!ended && !(await exists(pidFile)) && Date.now() < deadline) await sleep(5);
-      if (!(await exists(pidFile))) {
-        if (!ended) child.kill("SIGKILL");
-        await closed;
+      const fail = async (why: string): Promise<never> => {
         await run(["delete", "--force", spec.id]);
         await fs.rm(bundle, { recursive: true, force: true });
-        const why = early.map(([, l]) => l).join("\n").trim() || "runc exited without starting it";
         throw new Unavailable(`runc could not start container ${spec.id}: ${why}`);
+      };
+      let supervisor: ProcId;
+      try {
+        supervisor = await supervise(bundle, [runc, "--root", root, "run", "--keep", "--bundle", bundle, "--pid-file", pidFile, spec.id], { cwd: bundle });
+      } catch (e) {
+        return fail((e as Error).message);
       }
-      started = true;
-      for (const [stream, line] of early) out(stream, line);
-
-      let paused = false;
-      const exited = closed.then(async (code): Promise<Exit> => {
-        const oom = await oomKilled(root, spec.id);
-        const del = await run(["delete", "--force", spec.id]);
-        if (del.code !== 0 && !/does not exist/.test(del.stderr)) o.logger.warn("runc delete failed", { id: spec.id, err: del.stderr.trim() });
-        await fs.rm(bundle, { recursive: true, force: true });
-        return { code, oom };
-      });
-      const resume = async () => {
-        const r = await run(["resume", spec.id]);
-        if (r.code !== 0 && !ended) throw new Unavailable(`runc resume ${spec.id}: ${r.stderr.trim()}`);
-        paused = false;
-      };
-      return {
-        exited,
-        async signal(sig) {
-          if (ended) return;
-          // A frozen cgroup cannot act on signals; thaw it first.
-          if (paused) await resume().catch(() => undefined);
-          await run(["kill", "--all", spec.id, sig.slice(3)]);
-        },
-        async pause() {
-          const r = await run(["pause", spec.id]);
-          if (r.code !== 0) throw new Unavailable(`runc pause ${spec.id}: ${r.stderr.trim()}`);
-          paused = true;
-        },
-        resume,
-      };
+      // runc writes the pid file once the container runs; until then `output` holds runc's own complaints.
+      const deadline = Date.now() + START_TIMEOUT_MS;
+      while (!(await exists(pidFile)) && !(await exists(path.join(bundle, "exit"))) && Date.now() < deadline) await sleep(5);
+      if (!(await exists(pidFile))) {
+        const said = (await fs.readFile(path.join(bundle, "output"), "utf8").catch(() => "")).trim();
+        if (!(await exists(path.join(bundle, "exit")))) await run(["kill", "--all", spec.id, "KILL"]);
+        return fail(said || "runc exited without starting it");
+      }
+      return attach(spec.id, bundle, supervisor, 0, out, false);
     },
 
-    async reapAll() {
+    async adopt(id: string, offset: number, out: OutputSink) {
+      if (!validRunId(id)) return undefined;
+      const bundle = path.join(bundles, id);
+      if (!(await exists(bundle))) return undefined;
+      const status = await state(id);
+      const run = attach(id, bundle, await readSupervisor(bundle), offset, out, status === "paused");
+      return { run, paused: status === "paused" };
+    },
+
+    async reap(keep: ReadonlySet<string>) {
       const r = await run(["list", "--quiet"]);
-      const ids = r.stdout.split("\n").map((l) => l.trim()).filter(Boolean);
+      const ids = r.stdout.split("\n").map((l) => l.trim()).filter((id) => id && !keep.has(id));
       await Promise.all(
         ids.map(async (id) => {
           await run(["resume", id]);
@@ -150,7 +156,9 @@ export async function createRuncDriver(o: RuncDriverOptions): Promise<Driver> {
           await run(["delete", "--force", id]);
         }),
       );
-      for (const entry of await fs.readdir(bundles)) await fs.rm(path.join(bundles, entry), { recursive: true, force: true });
+      for (const entry of await fs.readdir(bundles)) {
+        if (!keep.has(entry)) await fs.rm(path.join(bundles, entry), { recursive: true, force: true });
+      }
     },
   };
 
@@ -172,7 +180,7 @@ async function selfTest(driver: Driver, dir: string): Promise<void> {
       image: { appDir: app, layerBins: [], env: {} },
       size: { name: "selftest", memoryMb: 64, pids: 16, cpuShares: 64 },
     },
-    (_s, l) => lines.push(l),
+    (l) => lines.push(l),
   );
   const exit = await Promise.race([launched.exited, sleep(10_000).then(() => undefined)]);
   if (!exit) {
@@ -302,10 +310,3 @@ async function exists(p: string): Promise<boolean> {
     () => false,
   );
 }
-
-function signalNumber(sig: NodeJS.Signals | null): number {
-  if (!sig) return 0;
-  const n = (os.constants.signals as Record<string, number>)[sig];
-  return n ?? 0;
-}
-
