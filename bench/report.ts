@@ -56,8 +56,8 @@ export function markdown(r: R): string {
   }
   const mem = r.memory;
   if (mem) {
-    rows.push(["Platform RSS, idle after start", `${mb(mem.platformIdleMb)} (PSS ${mb(mem.platformIdlePssMb)})`, "", "", `≤ 300 MB${verdict(mem.platformIdleMb <= 300)}`]);
-    rows.push([`Platform RSS, ${mem.apps} apps deployed, at zero`, `${mb(mem.platformAppsAtZeroMb)} (PSS ${mb(mem.platformAppsAtZeroPssMb)})`, "", "", ""]);
+    rows.push(["Platform memory (sum of PSS), idle after start", `${mb(mem.platformIdleMb)} (RSS summed: ${mb(mem.platformIdleRssSumMb)})`, "", "", `≤ 300 MB${verdict(mem.platformIdleMb <= 300)}`]);
+    rows.push([`Platform memory (sum of PSS), ${mem.apps} apps deployed, at zero`, `${mb(mem.platformAppsAtZeroMb)} (RSS summed: ${mb(mem.platformAppsAtZeroRssSumMb)})`, "", "", ""]);
     rows.push([`Router RSS, ${num(mem.routes)} routes`, mb(mem.router10kRoutesMb), `empty ${mb(mem.routerEmptyMb)}`, `+${mb(mem.router10kRoutesDeltaMb)}`, `≤ +50 MB${verdict(mem.router10kRoutesDeltaMb <= 50)}`]);
   }
   const head = `${r.profile === "quick" ? "Quick run" : "Full run"} ${r.startedAt ?? ""} · ${m.cores ?? "?"} cores (${m.cpu ?? "?"}), ${m.memoryMb ?? "?"} MB · commit ${String(m.commit ?? "?").slice(0, 12)}${m.dirty ? " (uncommitted changes)" : ""} · instances: ${r.isolation ?? "?"} · ${r.durationS ?? "?"} s`;

@@ -294,13 +294,18 @@ export async function memorySuite(td: Teardown, prof: Profile, seed: SeedBuild) 
   log(`memory: router ${routerEmptyMb} MB empty, ${router10kRoutesMb} MB with ${prof.memoryRoutes} routes`);
 
   return {
-    platformIdleMb: idle.rssMb,
+    // The platform's footprint is the sum of its processes' PSS: summing RSS counts
+    // every shared page (the node binary's text in each Node process, Postgres's
+    // shared buffers in each backend) once per process that maps it.
+    platformIdleMb: idle.pssMb,
+    platformIdleRssSumMb: idle.rssMb,
     platformIdlePssMb: idle.pssMb,
     platformIdleByProcessMb: idle.byProcessMb,
     platformProcesses: idle.processes,
     platformStartMs: startMs,
     apps: prof.memoryApps,
-    platformAppsAtZeroMb: withApps.rssMb,
+    platformAppsAtZeroMb: withApps.pssMb,
+    platformAppsAtZeroRssSumMb: withApps.rssMb,
     platformAppsAtZeroPssMb: withApps.pssMb,
     platformAppsAtZeroByProcessMb: withApps.byProcessMb,
     instancesLeft: running,
