@@ -33,6 +33,8 @@ export interface ExecRequest {
   timeoutMs: number;
   /** Each line of stdout and stderr, without its newline. */
   onLine: (line: string) => void;
+  /** Kills the process group when aborted (a cancelled build). */
+  signal?: AbortSignal;
 }
 
 export interface ExecResult {
@@ -311,11 +313,16 @@ function runProcess(
         // already gone
       }
     };
-    const timer = setTimeout(() => {
-      timedOut = true;
+    const stop = () => {
       killGroup("SIGTERM");
       setTimeout(() => killGroup("SIGKILL"), 2000).unref();
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stop();
     }, req.timeoutMs);
+    if (req.signal?.aborted) stop();
+    req.signal?.addEventListener("abort", stop, { once: true });
     child.on("error", (e) => {
       clearTimeout(timer);
       req.onLine(`failed to start ${file}: ${e.message}`);
@@ -323,6 +330,7 @@ function runProcess(
     });
     child.on("close", (code, signal) => {
       clearTimeout(timer);
+      req.signal?.removeEventListener("abort", stop);
       out.end();
       err.end();
       killGroup("SIGKILL"); // leftovers that kept running after the leader exited

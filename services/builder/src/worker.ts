@@ -173,7 +173,7 @@ async function readRemembered(appCache: string): Promise<Record<string, LayerDes
   }
 }
 
-/** Ends the build as soon as it is cancelled or out of time, whatever the buildpack is doing. */
+/** Ends the build as soon as it is cancelled or out of time: the buildpack's process group is killed. */
 function withAbort(exec: Exec, signal: AbortSignal): Exec {
   return {
     remapsPaths: exec.remapsPaths,
@@ -182,7 +182,7 @@ function withAbort(exec: Exec, signal: AbortSignal): Exec {
       return new Promise((resolve, reject) => {
         const onAbort = () => reject(signal.reason);
         signal.addEventListener("abort", onAbort, { once: true });
-        exec.run(req).then(
+        exec.run({ ...req, signal }).then(
           (r) => {
             signal.removeEventListener("abort", onAbort);
             resolve(r);
