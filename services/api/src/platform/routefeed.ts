@@ -13,6 +13,8 @@ interface AppRow {
   idle_freeze_seconds: number;
   idle_stop_seconds: number;
   request_timeout_seconds: number;
+  /** The web formation's quantity; null before the first build. */
+  web_quantity: number | null;
 }
 
 export type FeedEvent = { kind: "upsert"; route: AppRoute } | { kind: "remove"; appId: string };
@@ -41,7 +43,8 @@ export class RouteFeed {
   #query() {
     return this.#db
       .selectFrom("apps")
-      .select(["id", "name", "maintenance", "min_instances", "max_instances", "target_concurrency", "idle_freeze_seconds", "idle_stop_seconds", "request_timeout_seconds"]);
+      .leftJoin("formations as web", (j) => j.onRef("web.app_id", "=", "apps.id").on("web.type", "=", "web"))
+      .select(["apps.id", "apps.name", "apps.maintenance", "apps.min_instances", "apps.max_instances", "apps.target_concurrency", "apps.idle_freeze_seconds", "apps.idle_stop_seconds", "apps.request_timeout_seconds", "web.quantity as web_quantity"]);
   }
 
   #route(app: AppRow, hosts: string[], instances: Instance[]): AppRoute {
@@ -54,9 +57,11 @@ export class RouteFeed {
         .map((i) => ({ name: i.name, host: i.address!.host, port: i.address!.port, state: i.state })),
       maintenance: app.maintenance,
       timeoutMs: app.request_timeout_seconds * 1000,
+      // `ps:scale web=0` (or no web process yet) turns the app off: max 0 tells the
+      // router not to wake it (it answers H14, no web dynos running).
       scale: {
-        min: app.min_instances,
-        max: app.max_instances,
+        min: app.web_quantity ? app.min_instances : 0,
+        max: app.web_quantity ? app.max_instances : 0,
         targetConcurrency: app.target_concurrency,
         idleFreezeMs: app.idle_freeze_seconds * 1000,
         idleStopMs: app.idle_stop_seconds * 1000,
@@ -79,7 +84,7 @@ export class RouteFeed {
   }
 
   async routeOf(appId: string): Promise<AppRoute | null> {
-    const app = await this.#query().where("id", "=", appId).executeTakeFirst();
+    const app = await this.#query().where("apps.id", "=", appId).executeTakeFirst();
     if (!app) return null;
     const [domains, instances] = await Promise.all([
       this.#db.selectFrom("domains").select("hostname").where("app_id", "=", appId).execute(),

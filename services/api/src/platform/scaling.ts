@@ -1,3 +1,4 @@
+import { Conflict } from "@berth/core";
 import type { Db } from "@berth/db";
 import type { Runtime } from "@berth/runtime";
 import type { Deployer } from "./deployer.ts";
@@ -37,8 +38,15 @@ export class Scaling {
     if (web.some((i) => i.state === "frozen")) {
       await runtime.thaw(appId);
     } else if (!web.some((i) => i.state === "up")) {
-      const app = await this.#deps.db.selectFrom("apps").select("min_instances").where("id", "=", appId).executeTakeFirst();
-      await this.#deps.deployer.scaleWeb(appId, Math.max(1, app?.min_instances ?? 1));
+      const app = await this.#deps.db
+        .selectFrom("apps")
+        .leftJoin("formations as f", (j) => j.onRef("f.app_id", "=", "apps.id").on("f.type", "=", "web"))
+        .select(["apps.min_instances", "f.quantity"])
+        .where("apps.id", "=", appId)
+        .executeTakeFirst();
+      // web=0 means the app is turned off (`ps:scale web=0`): requests must not start it.
+      if (!app?.quantity) throw new Conflict("The app has no web dynos: scale web to 1 or more to serve requests.");
+      await this.#deps.deployer.scaleWeb(appId, Math.max(1, app.min_instances));
     }
     routes.appChanged(appId);
   }
