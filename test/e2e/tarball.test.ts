@@ -31,7 +31,7 @@ async function tarball(entries: { name: string; body?: string; type?: "file" | "
 
 async function build(app: string, body: Buffer): Promise<{ id: string; output_stream_url: string }> {
   const src = await p.call("POST", "/sources", { token: u.token });
-  expect((await fetch(src.body.source_blob.put_url, { method: "PUT", body })).status).toBe(200);
+  expect((await fetch(src.body.source_blob.put_url, { method: "PUT", body: new Uint8Array(body) })).status).toBe(200);
   const b = await p.call("POST", `/apps/${app}/builds`, { token: u.token, body: { source_blob: { url: src.body.source_blob.get_url, version: "tarball" } } });
   expect(b.status, JSON.stringify(b.body)).toBe(201);
   return b.body;

@@ -6,7 +6,7 @@
 import type { Readable, Writable } from "node:stream";
 import { AppsV1Api, CoreV1Api, Health, KubeConfig, KubernetesObjectApi, Log, PatchStrategy, Watch } from "@kubernetes/client-node";
 import { Unavailable } from "@berth/core";
-import { KubeError, kubeFailure, type Kube, type KubeObject, type ListQuery, type LogOptions, type ObjectRef, type WatchEventType } from "./kube.ts";
+import { KubeError, kubeFailure, refOf, type Kube, type KubeObject, type ListQuery, type LogOptions, type ObjectRef, type WatchEventType } from "./kube.ts";
 
 /** The subset of client-node's KubernetesObjectApi used here. */
 export interface ObjectApiSlice {
@@ -85,9 +85,7 @@ const describe = (r: ObjectRef) => `${r.kind} ${r.namespace ? r.namespace + "/" 
 export function kubeFromSlices(s: ClientSlices): Kube {
   return {
     async apply<T extends KubeObject>(obj: T, fieldManager: string): Promise<T> {
-      return (await call(`apply ${describe({ ...obj, name: obj.metadata.name, ...(obj.metadata.namespace ? { namespace: obj.metadata.namespace } : {}) })}`, () =>
-        s.objects.patch(obj, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply),
-      )) as T;
+      return (await call(`apply ${describe(refOf(obj))}`, () => s.objects.patch(obj, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply))) as T;
     },
     async read<T extends KubeObject>(ref: ObjectRef): Promise<T | undefined> {
       try {

@@ -31,6 +31,7 @@ import { LogFollower, readLog } from "./logs.ts";
 import { DEFAULT_PLAN, PRIVATE_RANGES, Teams, type TeamPlan } from "./namespaces.ts";
 import {
   A_RESTARTED_AT,
+  FIELD_MANAGER,
   L_APP,
   L_DYNO,
   L_PROCESS,
@@ -358,7 +359,7 @@ class K8s implements KubernetesRuntime {
     const name = `${appSlug(desired.appId).slice(0, 40)}-run-${n}-${randomBytes(3).toString("hex")}`;
     const size = desired.processes.find((p) => p.type === "web")?.size ?? desired.processes[0]?.size ?? DYNO_SIZES.basic!;
     const pod = oneOffPod(input, command, { name, dyno: `run.${n}`, timeoutMs: opts.timeoutMs, size });
-    await this.#kube.apply(pod, "berth");
+    await this.#kube.apply(pod, FIELD_MANAGER);
     const k = `${input.namespace}/${name}`;
     const remove = () => this.#kube.delete({ apiVersion: "v1", kind: "Pod", name, namespace: input.namespace }, { gracePeriodSeconds: 0 }).catch(() => false);
     const outcome = await this.#waitFor<{ exitCode: number } | { failed: string }>(() => {

@@ -72,8 +72,8 @@ describe("Informer", () => {
     await settle();
     // While we were away: one pod deleted, one created, and etcd compacted our version.
     kube.objects.clear();
-    kube.put(pod("stays"));
-    kube.put(pod("new"));
+    kube.put(pod("stays"), { quiet: true });
+    kube.put(pod("new"), { quiet: true });
     const w = kube.openWatch("/api/v1/pods")!;
     w.emit("ERROR", { apiVersion: "v1", kind: "Status", code: 410, message: "too old resource version" } as unknown as KubeObject);
     w.end();

@@ -67,6 +67,15 @@ describe("instanceOf", () => {
     expect(i!.address).toBeUndefined();
   });
 
+  it("takes the pod's own IP while its EndpointSlice lags behind its Ready condition", () => {
+    const p = pod("p", running);
+    p.status!.conditions = [{ type: "Ready", status: "True" }];
+    expect(instanceOf(p, new Map())).toMatchObject({ state: "up", address: { host: "10.88.0.7", port: 5000 } });
+    const stopping = pod("p", running, { deleting: true });
+    stopping.status!.conditions = [{ type: "Ready", status: "True" }];
+    expect(instanceOf(stopping, new Map())!.address).toBeUndefined();
+  });
+
   it("has no instance before it has a dyno name (gated)", () => {
     expect(instanceOf(pod("p", undefined, { gated: true, labels: { "berth.dev/dyno": "" } }), ready)).toBeUndefined();
   });
@@ -101,7 +110,12 @@ describe("boot failure reasons", () => {
     expect(certainFailure(pod("p", { state: { terminated: { exitCode: 1 } } }))).toBe("exited with code 1");
     expect(certainFailure(pod("p", { state: { waiting: { reason: "CrashLoopBackOff" } }, lastState: { terminated: { exitCode: 2 } } }))).toBe("exited with code 2");
     expect(certainFailure(pod("p", { state: { terminated: { exitCode: 137, reason: "OOMKilled" } } }))).toBe("killed: out of memory");
-    expect(certainFailure(pod("p", { state: { waiting: { reason: "ImagePullBackOff", message: "not found" } } }))).toBe("image could not be pulled (ImagePullBackOff: not found)");
+    expect(certainFailure(pod("p", { state: { waiting: { reason: "InvalidImageName", message: "bad" } } }))).toBe("image could not be pulled (InvalidImageName: bad)");
+    // The kubelet retries these: they fail a release only at its deadline.
+    const pulling = pod("p", { state: { waiting: { reason: "ImagePullBackOff", message: "not found" } } });
+    expect(certainFailure(pulling)).toBeUndefined();
+    expect(timeoutReason(pulling, 15_000, { events: [], web: true })).toBe("image could not be pulled (ImagePullBackOff: not found) within 15s");
+    expect(certainFailure(pod("p", { state: { waiting: { reason: "CreateContainerConfigError", message: "failed to sync secret cache" } } }))).toBeUndefined();
   });
 
   it("names what the health check answered, from the kubelet's probe event", () => {

@@ -42,7 +42,13 @@ export function isGated(pod: Pod): boolean {
   return (pod.spec?.schedulingGates ?? []).some((g) => g.name === DYNO_GATE);
 }
 
-const WAITING_FAILURES = new Set(["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError", "RunContainerError", "ErrImageNeverPull"]);
+/** Waiting reasons that no retry fixes: the release fails at once. */
+const HOPELESS = new Set(["InvalidImageName", "ErrImageNeverPull"]);
+/**
+ * Waiting reasons the kubelet retries (a registry blip, a Secret its cache has not
+ * synced yet): they fail a release only if still there at the boot deadline.
+ */
+const TROUBLED = new Set(["ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError", "CreateContainerError", "RunContainerError"]);
 
 /** `lastExit` as the local runtime words it. */
 export function describeTermination(t: NonNullable<ContainerState["terminated"]>): string {
@@ -54,6 +60,20 @@ export function describeTermination(t: NonNullable<ContainerState["terminated"]>
 
 const SIGNALS: Record<number, string> = { 1: "SIGHUP", 2: "SIGINT", 6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM" };
 
+/**
+ * Where the router reaches the pod: its EndpointSlice entry; else, while the slice
+ * lags, the pod's own Ready condition and IP. The pod and EndpointSlice watches are
+ * not ordered with each other: a new pod's readiness and the deletion of the old one
+ * arrive in order on the pod watch, but the slice may come after both, and without
+ * this a rollout would show no instance up for a moment.
+ */
+export function addressOf(pod: Pod, addresses: Map<string, Address>): Address | undefined {
+  const fromSlice = addresses.get(`${pod.metadata.namespace}/${pod.metadata.name}`);
+  if (fromSlice) return fromSlice;
+  const ready = pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+  return ready && pod.status?.podIP && !pod.metadata.deletionTimestamp ? { host: pod.status.podIP, port: APP_PORT } : undefined;
+}
+
 /** The pod as an Instance; undefined while it has no dyno name yet (gated, a few ms after creation). */
 export function instanceOf(pod: Pod, addresses: Map<string, Address>): Instance | undefined {
   const name = pod.metadata.labels?.[L_DYNO];
@@ -61,17 +81,19 @@ export function instanceOf(pod: Pod, addresses: Map<string, Address>): Instance 
   if (!name || !appId) return undefined;
   const type = processType(pod);
   const c = appContainer(pod);
-  const address = addresses.get(`${pod.metadata.namespace}/${pod.metadata.name}`);
   const oneOff = pod.metadata.labels?.[L_ROLE] === "one-off";
+  // Only web dynos are routed to.
+  const address = type === "web" && !oneOff ? addressOf(pod, addresses) : undefined;
   const last = c?.state?.terminated ?? c?.lastState?.terminated;
   let state: InstanceState;
   if (pod.metadata.deletionTimestamp) state = "stopping";
   else if (c?.state?.terminated) state = oneOff && c.state.terminated.exitCode === 0 ? "down" : "crashed";
-  else if (c?.state?.waiting?.reason === "CrashLoopBackOff" || WAITING_FAILURES.has(c?.state?.waiting?.reason ?? "")) state = "crashed";
+  else if (c?.state?.waiting?.reason === "CrashLoopBackOff" || HOPELESS.has(c?.state?.waiting?.reason ?? "")) state = "crashed";
   else if (c?.state?.running) state = type === "web" && !oneOff ? (address ? "up" : "starting") : "up";
   else if (pod.status?.phase === "Failed" || pod.status?.phase === "Succeeded") state = "down";
   else state = "starting";
-  const waitingFailure = c?.state?.waiting?.reason && WAITING_FAILURES.has(c.state.waiting.reason) ? c.state.waiting.reason : undefined;
+  const w = c?.state?.waiting?.reason;
+  const waitingFailure = w && (HOPELESS.has(w) || TROUBLED.has(w)) ? w : undefined;
   const lastExit = last ? describeTermination(last) : waitingFailure;
   return {
     name,
@@ -103,11 +125,13 @@ export function certainFailure(pod: Pod): string | undefined {
   const term = c.state?.terminated ?? c.lastState?.terminated;
   if (term) return term.reason === "OOMKilled" ? "killed: out of memory" : terminationReason(term.exitCode);
   const w = c.state?.waiting;
-  if (w?.reason && WAITING_FAILURES.has(w.reason)) {
-    const what = w.reason === "ErrImagePull" || w.reason === "ImagePullBackOff" || w.reason === "InvalidImageName" ? "image could not be pulled" : "container could not be created";
-    return `${what} (${w.reason}${w.message ? `: ${w.message.slice(0, 300)}` : ""})`;
-  }
+  if (w?.reason && HOPELESS.has(w.reason)) return waitingText(w);
   return undefined;
+}
+
+function waitingText(w: { reason?: string; message?: string }): string {
+  const what = w.reason === "ErrImagePull" || w.reason === "ImagePullBackOff" || w.reason === "InvalidImageName" || w.reason === "ErrImageNeverPull" ? "image could not be pulled" : "container could not be created";
+  return `${what} (${w.reason}${w.message ? `: ${w.message.slice(0, 300)}` : ""})`;
 }
 
 function terminationReason(code: number): string {
@@ -124,11 +148,15 @@ export function timeoutReason(pod: Pod | undefined, bootMs: number, opts: { heal
   if (!pod) return opts.replicaFailure ? `no instance could be created ${within}: ${opts.replicaFailure}` : `no instance was created ${within}`;
   const certain = certainFailure(pod);
   if (certain) return certain;
+  const waiting = appContainer(pod)?.state?.waiting;
+  if (waiting?.reason && TROUBLED.has(waiting.reason)) return `${waitingText(waiting)} ${within}`;
   const unschedulable = pod.status?.conditions?.find((c) => c.type === "PodScheduled" && c.status === "False" && c.reason === "Unschedulable");
   if (unschedulable) return `could not be scheduled ${within}: ${unschedulable.message ?? "no node fits"}`;
   const c = appContainer(pod);
   if (!opts.web) return c?.state?.running ? `did not start ${within}` : `did not start ${within} (${c?.state?.waiting?.reason ?? pod.status?.phase ?? "pending"})`;
-  const probe = [...opts.events].reverse().find((e) => e.reason === "Unhealthy" && /Readiness probe failed/.test(e.message ?? ""));
+  const failures = [...opts.events].reverse().filter((e) => e.reason === "Unhealthy" && /Readiness probe failed/.test(e.message ?? ""));
+  // An answer with a status code says more than the "connection refused" of an app still starting.
+  const probe = failures.find((e) => /statuscode: [0-9]+/.test(e.message ?? "")) ?? failures[0];
   if (opts.healthCheckPath && probe) {
     const status = /statuscode: ([0-9]+)/.exec(probe.message ?? "");
     if (status) return `health check GET ${opts.healthCheckPath} answered ${status[1]} ${within}`;

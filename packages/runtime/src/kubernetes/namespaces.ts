@@ -2,7 +2,7 @@
  * A namespace per team, and what isolates it: Pod Security Admission `restricted`,
  * a default-deny NetworkPolicy, and a ResourceQuota and LimitRange from the team's plan.
  */
-import { Conflict, type Logger } from "@berth/core";
+import { Conflict, Unavailable, type Logger } from "@berth/core";
 import type { Kube, KubeObject } from "./kube.ts";
 import { FIELD_MANAGER, L_MANAGED_BY, L_TEAM, MANAGED_BY, MANAGED_SELECTOR, APP_PORT, teamNamespace } from "./names.ts";
 
@@ -163,10 +163,19 @@ export class Teams {
     this.#applied.delete(teamId);
   }
 
-  /** Refuses to take over a namespace that is not this team's (another team's hash, or someone else's). */
+  /**
+   * Refuses to take over a namespace that is not this team's (another team's hash, or
+   * someone else's), and waits out one being deleted: nothing can be created in it.
+   */
   async #guardOwner(ns: string, teamId: string): Promise<void> {
-    const existing = await this.#kube.read({ apiVersion: "v1", kind: "Namespace", name: ns });
+    let existing = await this.#kube.read({ apiVersion: "v1", kind: "Namespace", name: ns });
+    const deadline = Date.now() + 120_000;
+    while (existing?.metadata.deletionTimestamp && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 500));
+      existing = await this.#kube.read({ apiVersion: "v1", kind: "Namespace", name: ns });
+    }
     if (!existing) return;
+    if (existing.metadata.deletionTimestamp) throw new Unavailable(`namespace ${ns} is still being deleted`);
     const labels = existing.metadata.labels ?? {};
     if (labels[L_MANAGED_BY] !== MANAGED_BY || labels[L_TEAM] !== teamId) {
       throw new Conflict(`namespace ${ns} exists and is not Berth's namespace of team ${teamId}; refusing to use it`);

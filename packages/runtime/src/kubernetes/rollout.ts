@@ -133,9 +133,9 @@ async function whyNotReady(
     // A probe verdict may be a moment away (probes run every second): give the kubelet that moment
     // to say what the health check answered, so the reason names it.
     let events = await podEvents(deps.kube, namespace, notUp.metadata.name);
-    if (web && !hasProbeVerdict(events)) {
-      const until = Date.now() + 2500;
-      while (Date.now() < until && !hasProbeVerdict(events) && !certainFailure(latest(deps, desired.appId, notUp) ?? notUp)) {
+    if (web && !hasProbeVerdict(events, desired.healthCheckPath)) {
+      const until = Date.now() + 3000;
+      while (Date.now() < until && !hasProbeVerdict(events, desired.healthCheckPath) && !certainFailure(latest(deps, desired.appId, notUp) ?? notUp)) {
         await new Promise((r) => setTimeout(r, 250));
         events = await podEvents(deps.kube, namespace, notUp.metadata.name);
       }
@@ -149,8 +149,9 @@ function latest(deps: RolloutDeps, appId: string, pod: Pod): Pod | undefined {
   return deps.view.pods(appId).find((p) => p.metadata.uid === pod.metadata.uid);
 }
 
-function hasProbeVerdict(events: KubeEvent[]): boolean {
-  return events.some((e) => e.reason === "Unhealthy");
+/** The kubelet said why the probe fails: for a health check, with the status the app answered. */
+function hasProbeVerdict(events: KubeEvent[], healthCheckPath: string | undefined): boolean {
+  return events.some((e) => e.reason === "Unhealthy" && (!healthCheckPath || /statuscode: [0-9]+/.test(e.message ?? "")));
 }
 
 async function podEvents(kube: Kube, namespace: string, pod: string): Promise<KubeEvent[]> {

@@ -51,8 +51,8 @@ export class FakeKube implements Kube {
     if (this.down) throw kubeFailure(what, Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:6443"), { code: "ECONNREFUSED" }));
   }
 
-  /** Puts an object as if another client created it. */
-  put<T extends KubeObject>(o: T): T {
+  /** Puts an object as if another client created it (`quiet`: no watch sees it, as while disconnected). */
+  put<T extends KubeObject>(o: T, opts: { quiet?: boolean } = {}): T {
     const stored = structuredClone(o);
     stored.metadata.resourceVersion = String(++this.#rv);
     stored.metadata.uid ??= `uid-${++this.#uid}`;
@@ -60,7 +60,7 @@ export class FakeKube implements Kube {
     const k = objKey(o.apiVersion, o.kind, o.metadata.namespace, o.metadata.name);
     const existed = this.objects.has(k);
     this.objects.set(k, stored);
-    this.#notify(existed ? "MODIFIED" : "ADDED", stored);
+    if (!opts.quiet) this.#notify(existed ? "MODIFIED" : "ADDED", stored);
     return stored;
   }
 
@@ -146,7 +146,7 @@ export class FakeKube implements Kube {
     const d = this.find("apps/v1", "Deployment", namespace, name) as (KubeObject & { spec: { replicas?: number } }) | undefined;
     if (!d) throw new KubeError(404, "not found");
     this.calls.push(`scale ${namespace}/${name} ${replicas}`);
-    this.put({ ...d, spec: { ...d.spec, replicas } });
+    this.onApply?.(this.put({ ...d, spec: { ...d.spec, replicas } }));
   }
 
   async watch(

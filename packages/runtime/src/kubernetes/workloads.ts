@@ -205,6 +205,3 @@ export function oneOffPod(input: WorkloadInput, command: string, opts: { name: s
   } as KubeObject;
 }
 
-export function secretNameFor(desired: DesiredApp): string {
-  return envSecretName(desired.appId, desired.env);
-}
