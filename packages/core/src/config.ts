@@ -27,6 +27,10 @@ const schema = z.object({
   BERTH_SIGNUP: z.enum(["open", "closed"]).default("open"),
   BERTH_RUNTIME: z.enum(["local", "kubernetes"]).default("local"),
   BERTH_LOCAL_ISOLATION: z.enum(["auto", "runc", "process"]).default("auto"),
+  KUBECONFIG: z.string().optional(),
+  BERTH_K8S_NAMESPACE_PREFIX: z.string().regex(/^[a-z0-9-]{1,30}$/, "must be a short DNS label prefix").default("berth-team-"),
+  BERTH_K8S_ROUTER_NAMESPACE: z.string().default("berth-system"),
+  BERTH_K8S_BASE_IMAGE: z.string().optional(),
   BERTH_BLOBSTORE: z.enum(["local", "s3"]).default("local"),
   BERTH_S3_ENDPOINT: z.string().url().optional(),
   BERTH_S3_REGION: z.string().default("us-east-1"),
@@ -79,6 +83,9 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
   const c = parsed.data;
   if (c.BERTH_BLOBSTORE === "s3" && (!c.BERTH_S3_ENDPOINT || !c.BERTH_S3_BUCKET || !c.BERTH_S3_ACCESS_KEY || !c.BERTH_S3_SECRET_KEY)) {
     throw new ConfigError("invalid configuration:\n  BERTH_BLOBSTORE=s3 needs BERTH_S3_ENDPOINT, BERTH_S3_BUCKET, BERTH_S3_ACCESS_KEY and BERTH_S3_SECRET_KEY");
+  }
+  if (c.BERTH_RUNTIME === "kubernetes" && (!c.KUBECONFIG || !c.BERTH_REGISTRY || !c.BERTH_K8S_BASE_IMAGE)) {
+    throw new ConfigError("invalid configuration:\n  BERTH_RUNTIME=kubernetes needs KUBECONFIG, BERTH_REGISTRY and BERTH_K8S_BASE_IMAGE");
   }
   const apiHostForUrl = c.BERTH_API_HOST === "0.0.0.0" ? "127.0.0.1" : c.BERTH_API_HOST;
   return {

@@ -7,6 +7,7 @@ import { serve } from "@hono/node-server";
 import { consoleLogger, ensureSecrets, loadConfig, systemClock } from "@berth/core";
 import { migrate, openDb, pgEventBus } from "@berth/db";
 import { createLocalRuntime } from "@berth/runtime/local/index";
+import type { Runtime } from "@berth/runtime";
 import { openBlobStore } from "@berth/blobstore";
 import { assemblePlatformApi } from "./index.ts";
 
@@ -19,14 +20,31 @@ const db = openDb(config.DATABASE_URL, { max: 20, onIdleError: (e) => logger.war
 await migrate(db);
 const events = await pgEventBus(config.DATABASE_URL, logger);
 const blobs = await openBlobStore(config);
-const runtime = await createLocalRuntime({
-  stateDir: join(config.dataDir, "runtime"),
-  clock: systemClock,
-  logger: logger.child({ part: "runtime" }),
-  nodeBinary: process.execPath,
-  preferRunc: config.BERTH_LOCAL_ISOLATION !== "process",
-});
-if (runtime.isolation !== "runc") logger.warn("runc unavailable: app instances run as plain processes, without isolation");
+const runtime = await openRuntime();
+async function openRuntime(): Promise<Runtime & { isolation: string }> {
+  if (config.BERTH_RUNTIME === "kubernetes") {
+    const { createKubernetesRuntime } = await import("@berth/runtime/kubernetes/index");
+    const k8s = createKubernetesRuntime({
+      kubeconfig: config.KUBECONFIG!,
+      namespacePrefix: config.BERTH_K8S_NAMESPACE_PREFIX,
+      routerNamespace: config.BERTH_K8S_ROUTER_NAMESPACE,
+      registry: { host: config.BERTH_REGISTRY!, insecure: config.BERTH_REGISTRY_INSECURE, ...(config.BERTH_REGISTRY_USER ? { credentials: { username: config.BERTH_REGISTRY_USER, password: config.BERTH_REGISTRY_PASSWORD ?? "" } } : {}) },
+      baseImage: config.BERTH_K8S_BASE_IMAGE!,
+      clock: systemClock,
+      logger: logger.child({ part: "runtime" }),
+    });
+    return Object.assign(k8s, { isolation: "kubernetes" });
+  }
+  const local = await createLocalRuntime({
+    stateDir: join(config.dataDir, "runtime"),
+    clock: systemClock,
+    logger: logger.child({ part: "runtime" }),
+    nodeBinary: process.execPath,
+    preferRunc: config.BERTH_LOCAL_ISOLATION !== "process",
+  });
+  if (local.isolation !== "runc") logger.warn("runc unavailable: app instances run as plain processes, without isolation");
+  return local;
+}
 
 const platform = assemblePlatformApi({
   db,
