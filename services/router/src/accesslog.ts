@@ -21,12 +21,16 @@ export interface AccessLogEntry {
   protocol: "http" | "https";
 }
 
+const NEEDS_ESCAPE = /[\\"\x00-\x1f\x7f]/;
+const NOT_BARE = /[^\x21-\x7e]|"/;
+
 function quoted(s: string): string {
+  if (!NEEDS_ESCAPE.test(s)) return `"${s}"`;
   return `"${s.replace(/[\\"]/g, (c) => `\\${c}`).replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)}"`;
 }
 
 function bare(s: string): string {
-  return s.replace(/[^\x21-\x7e]|"/g, "");
+  return NOT_BARE.test(s) ? s.replace(/[^\x21-\x7e]|"/g, "") : s;
 }
 
 /** Heroku router log format: `at=info method=GET path="/" host=… status=200 bytes=123 protocol=http`. */

@@ -1,7 +1,13 @@
 import type { InstanceRoute } from "./routes.ts";
 
+/** Keys of the route table's instance objects: a string built per request would be hashed anew per map lookup. */
+const keys = new WeakMap<object, string>();
+
+/** The address key an instance is counted (and pooled) under. */
 export function instanceKey(i: { host: string; port: number }): string {
-  return `${i.host}:${i.port}`;
+  let k = keys.get(i);
+  if (k === undefined) keys.set(i, (k = `${i.host}:${i.port}`));
+  return k;
 }
 
 /**
@@ -17,6 +23,10 @@ export class Balancer {
   pick(appId: string, instances: readonly InstanceRoute[], exclude?: ReadonlySet<string>): InstanceRoute | undefined {
     const n = instances.length;
     if (n === 0) return undefined;
+    if (n === 1) {
+      const only = instances[0]!;
+      return exclude?.has(instanceKey(only)) ? undefined : only;
+    }
     const start = (this.#rotation.get(appId) ?? 0) % n;
     this.#rotation.set(appId, start + 1);
     let best: InstanceRoute | undefined;
@@ -34,18 +44,15 @@ export class Balancer {
     return best;
   }
 
-  /** Count one request against the instance; call the returned function (once) when it ends. */
-  acquire(inst: { host: string; port: number }): () => void {
-    const key = instanceKey(inst);
+  /** Count one request against the instance at `key` (instanceKey); `finish` it exactly once. */
+  start(key: string): void {
     this.#outstanding.set(key, (this.#outstanding.get(key) ?? 0) + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const left = (this.#outstanding.get(key) ?? 1) - 1;
-      if (left <= 0) this.#outstanding.delete(key);
-      else this.#outstanding.set(key, left);
-    };
+  }
+
+  finish(key: string): void {
+    const left = (this.#outstanding.get(key) ?? 1) - 1;
+    if (left <= 0) this.#outstanding.delete(key);
+    else this.#outstanding.set(key, left);
   }
 
   outstanding(inst: { host: string; port: number }): number {

@@ -4,7 +4,7 @@
  * few differs on purpose (H12 is a 504 gateway timeout, H17 a 502 bad gateway).
  */
 export type RouterCode =
-  | "H10" | "H11" | "H12" | "H13" | "H15" | "H17" | "H18" | "H19" | "H20" | "H25" | "H27" | "H80" | "H99"
+  | "H10" | "H11" | "H12" | "H13" | "H14" | "H15" | "H17" | "H18" | "H19" | "H20" | "H25" | "H27" | "H80" | "H99"
   | "NO_APP" | "BAD_REQUEST";
 
 export interface CodeInfo {
@@ -23,6 +23,7 @@ export const CODES: Record<RouterCode, CodeInfo> = {
   H11: { status: 503, desc: "Backlog too deep", level: "error", id: "unavailable", message: "Too many requests are waiting for this application to start." },
   H12: { status: 504, desc: "Request timeout", level: "error", id: "timeout", message: "The application did not answer in time." },
   H13: { status: 503, desc: "Connection closed without response", level: "error", id: "unavailable", message: "The application closed the connection without answering." },
+  H14: { status: 503, desc: "No web dynos running", level: "error", id: "unavailable", message: "The application has no web processes running." },
   H15: { status: 503, desc: "Idle connection", level: "error", id: "unavailable", message: "The connection was idle for too long." },
   H17: { status: 502, desc: "Poorly formatted HTTP response", level: "error", id: "bad_gateway", message: "The application sent a malformed response." },
   H18: { status: 503, desc: "Server Request Interrupted", level: "error", id: "unavailable", message: "The application closed the connection while answering." },

@@ -25,19 +25,35 @@ function keyOf(labels: Labels): string {
   return JSON.stringify(Object.entries(labels));
 }
 
+interface CounterSeries {
+  readonly labels: Labels;
+  value: number;
+}
+
+interface HistogramSeries {
+  readonly labels: Labels;
+  readonly counts: number[];
+  sum: number;
+  count: number;
+}
+
 class Counter {
-  readonly series = new Map<string, { labels: Labels; value: number }>();
+  readonly series = new Map<string, CounterSeries>();
   readonly name: string;
   readonly help: string;
   constructor(name: string, help: string) {
     this.name = name;
     this.help = help;
   }
-  inc(labels: Labels, by = 1): void {
+  /** The series for `labels`, created on first use; hot paths keep it and add to `value`. */
+  bind(labels: Labels): CounterSeries {
     const k = keyOf(labels);
-    const s = this.series.get(k);
-    if (s) s.value += by;
-    else this.series.set(k, { labels, value: by });
+    let s = this.series.get(k);
+    if (!s) this.series.set(k, (s = { labels, value: 0 }));
+    return s;
+  }
+  inc(labels: Labels, by = 1): void {
+    this.bind(labels).value += by;
   }
   get(labels: Labels): number {
     return this.series.get(keyOf(labels))?.value ?? 0;
@@ -50,10 +66,7 @@ class Counter {
 
 class Gauge extends Counter {
   set(labels: Labels, value: number): void {
-    const k = keyOf(labels);
-    const s = this.series.get(k);
-    if (s) s.value = value;
-    else this.series.set(k, { labels, value });
+    this.bind(labels).value = value;
   }
   override render(out: string[]): void {
     super.render(out, "gauge");
@@ -61,7 +74,7 @@ class Gauge extends Counter {
 }
 
 class Histogram {
-  readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
+  readonly series = new Map<string, HistogramSeries>();
   readonly name: string;
   readonly help: string;
   readonly buckets: readonly number[];
@@ -70,13 +83,21 @@ class Histogram {
     this.help = help;
     this.buckets = buckets;
   }
-  observe(labels: Labels, v: number): void {
+  bind(labels: Labels): HistogramSeries {
     const k = keyOf(labels);
     let s = this.series.get(k);
     if (!s) this.series.set(k, (s = { labels, counts: this.buckets.map(() => 0), sum: 0, count: 0 }));
-    for (let i = 0; i < this.buckets.length; i++) if (v <= this.buckets[i]!) s.counts[i]!++;
+    return s;
+  }
+  /** Add `v` to a bound series. */
+  record(s: HistogramSeries, v: number): void {
+    const b = this.buckets;
+    for (let i = 0; i < b.length; i++) if (v <= b[i]!) s.counts[i]!++;
     s.sum += v;
     s.count++;
+  }
+  observe(labels: Labels, v: number): void {
+    this.record(this.bind(labels), v);
   }
   count(labels: Labels): number {
     return this.series.get(keyOf(labels))?.count ?? 0;
@@ -106,6 +127,55 @@ export interface AppGauges {
   sleeping?: "frozen" | "stopped";
 }
 
+/**
+ * One app's request series, bound on first use: a request costs a few additions, no
+ * label formatting. A renamed app gets new series (its old ones stay, as Prometheus
+ * expects of a label change) and keeps its in-flight count.
+ */
+export class AppSeries {
+  readonly appId: string;
+  readonly appName: string;
+  readonly #m: RouterMetrics;
+  readonly inFlight: { n: number };
+  /** Requests by status class (index = status / 100). */
+  readonly #byClass: (CounterSeries | undefined)[] = [];
+  #latency: HistogramSeries | undefined;
+  #errors: Map<string, CounterSeries> | undefined;
+
+  constructor(m: RouterMetrics, appId: string, appName: string, inFlight: { n: number }) {
+    this.#m = m;
+    this.appId = appId;
+    this.appName = appName;
+    this.inFlight = inFlight;
+  }
+
+  /** A request for the app is in flight (forwarded or held). */
+  started(): void {
+    this.inFlight.n++;
+  }
+
+  ended(): void {
+    if (this.inFlight.n > 0) this.inFlight.n--;
+  }
+
+  /** A routed request completed (or failed) with `status` after `seconds`; `code` is its H code. */
+  observe(status: number, seconds: number, code?: string): void {
+    const m = this.#m;
+    const cls = Math.floor(status / 100);
+    let c = this.#byClass[cls];
+    if (!c) this.#byClass[cls] = c = m.requests.bind({ app: this.appName, app_id: this.appId, code: `${cls}xx` });
+    c.value++;
+    this.#latency ??= m.latency.bind({ app: this.appName, app_id: this.appId });
+    m.latency.record(this.#latency, seconds);
+    if (code) {
+      this.#errors ??= new Map();
+      let e = this.#errors.get(code);
+      if (!e) this.#errors.set(code, (e = m.errors.bind({ app: this.appName, app_id: this.appId, code })));
+      e.value++;
+    }
+  }
+}
+
 /** The router's metrics; `render` produces the body of GET /metrics. */
 export class RouterMetrics {
   readonly requests = new Counter("berth_router_requests_total", "Requests routed to an app, by status class.");
@@ -115,30 +185,21 @@ export class RouterMetrics {
   readonly inFlight = new Gauge("berth_router_in_flight_requests", "Requests in flight per app, including held ones.");
   readonly coldStarts = new Counter("berth_router_cold_starts_total", "Wakes of an app that had no ready instance.");
   readonly coldStartDuration = new Histogram("berth_router_cold_start_duration_seconds", "Time from first held request to a ready instance.", COLD_START_BUCKETS);
-  #inflight = new Map<string, { appName: string; n: number }>();
+  readonly #apps = new Map<string, AppSeries>();
+  readonly #unrouted = this.unrouted.bind({});
 
-  /** A request for the app is in flight (forwarded or held). */
-  requestStarted(appId: string, appName: string): void {
-    const s = this.#inflight.get(appId);
-    if (s) s.n++;
-    else this.#inflight.set(appId, { appName, n: 1 });
-  }
-
-  requestEnded(appId: string): void {
-    const s = this.#inflight.get(appId);
-    if (s && --s.n <= 0) this.#inflight.delete(appId);
-  }
-
-  /** A routed request completed (or failed) with `status` after `seconds`. */
-  observe(appId: string, appName: string, status: number, seconds: number, code?: string): void {
-    const app = { app: appName, app_id: appId };
-    this.requests.inc({ ...app, code: `${Math.floor(status / 100)}xx` });
-    this.latency.observe(app, seconds);
-    if (code) this.errors.inc({ ...app, code });
+  /** The app's series (one map lookup); keep it for the request's lifetime. */
+  app(appId: string, appName: string): AppSeries {
+    let s = this.#apps.get(appId);
+    if (s === undefined || s.appName !== appName) {
+      s = new AppSeries(this, appId, appName, s?.inFlight ?? { n: 0 });
+      this.#apps.set(appId, s);
+    }
+    return s;
   }
 
   unroutedRequest(): void {
-    this.unrouted.inc({});
+    this.#unrouted.value++;
   }
 
   coldStart(appId: string, appName: string, tier: "frozen" | "zero", ms: number): void {
@@ -148,7 +209,7 @@ export class RouterMetrics {
   }
 
   inFlightCount(appId: string): number {
-    return this.#inflight.get(appId)?.n ?? 0;
+    return this.#apps.get(appId)?.inFlight.n ?? 0;
   }
 
   render(apps: Iterable<AppGauges>): string {
@@ -158,7 +219,7 @@ export class RouterMetrics {
     this.errors.render(out);
     this.latency.render(out);
     this.inFlight.series.clear();
-    for (const [appId, s] of this.#inflight) this.inFlight.set({ app: s.appName, app_id: appId }, s.n);
+    for (const s of this.#apps.values()) if (s.inFlight.n > 0) this.inFlight.set({ app: s.appName, app_id: s.appId }, s.inFlight.n);
     this.inFlight.render(out);
     this.coldStarts.render(out);
     this.coldStartDuration.render(out);

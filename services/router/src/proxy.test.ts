@@ -148,6 +148,90 @@ describe("router: streaming", () => {
   });
 });
 
+describe("router: upstream connections", () => {
+  it("keeps one connection to the app for consecutive requests, and forwards HEAD and bodies", async () => {
+    let connections = 0;
+    const be = await backend((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c));
+      req.on("end", () => {
+        res.setHeader("content-type", "text/plain");
+        res.end(`${req.method} ${req.headers["content-length"] ?? "-"} ${req.headers["transfer-encoding"] ?? "-"} ${body}`);
+      });
+    });
+    be.server.on("connection", () => connections++);
+    const h = await startRouter();
+    h.app("reuse", [be.port]);
+    for (let i = 0; i < 3; i++) expect((await request(h.port, { host: "reuse.localhost" })).body).toBe("GET - - ");
+    const head = await request(h.port, { host: "reuse.localhost", method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(head.body).toBe("");
+    expect((await request(h.port, { host: "reuse.localhost", method: "POST", body: "sized" })).body).toBe("POST 5 - sized");
+    const chunked = await new Promise<string>((resolve, reject) => {
+      const req = http.request({ host: "127.0.0.1", port: h.port, method: "PUT", agent: false, headers: { host: "reuse.localhost" } }, (res) => {
+        let s = "";
+        res.on("data", (c: Buffer) => (s += c));
+        res.on("end", () => resolve(s));
+      });
+      req.on("error", reject);
+      req.write("a");
+      req.end("b");
+    });
+    expect(chunked).toBe("PUT - chunked ab");
+    expect(connections).toBe(1);
+  });
+
+  it("retries on a fresh connection when a reused one turns out closed", async () => {
+    // Answers the first request on each connection, drops the connection on the second:
+    // the race between an app closing an idle keep-alive connection and the router reusing it.
+    const app = net.createServer((s) => {
+      let served = 0;
+      s.on("error", () => {});
+      s.on("data", () => {
+        if (++served === 1) s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        else s.destroy();
+      });
+    });
+    await new Promise<void>((r) => app.listen(0, "127.0.0.1", r));
+    try {
+      const h = await startRouter();
+      h.app("racy", [(app.address() as net.AddressInfo).port]);
+      for (let i = 0; i < 3; i++) {
+        const r = await request(h.port, { host: "racy.localhost" });
+        expect(`${r.status} ${r.body}`).toBe("200 ok");
+      }
+      await until(() => h.lines.length === 3);
+      expect(h.lines.every((l) => l.startsWith("at=info") && l.includes("status=200"))).toBe(true);
+    } finally {
+      app.close();
+    }
+  });
+
+  it("streams a large response with backpressure", async () => {
+    const big = Buffer.alloc(4 * 1024 * 1024, "x");
+    const be = await backend((_req, res) => res.end(big));
+    const h = await startRouter();
+    h.app("big", [be.port]);
+    const got = await new Promise<number>((resolve, reject) => {
+      const req = http.request({ host: "127.0.0.1", port: h.port, agent: false, headers: { host: "big.localhost" } }, (res) => {
+        let n = 0;
+        res.pause();
+        // A slow reader: the router must hold the app back, not buffer everything.
+        setTimeout(() => {
+          res.on("data", (c: Buffer) => (n += c.length));
+          res.on("end", () => resolve(n));
+          res.resume();
+        }, 50);
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    expect(got).toBe(big.length);
+    await until(() => h.lines.length === 1);
+    expect(h.lines[0]).toMatch(new RegExp(`status=200 bytes=${big.length} `));
+  });
+});
+
 describe("router: websockets", () => {
   it("pipes an upgraded connection both ways", async () => {
     const be = await backend((_req, res) => res.end("plain"));
@@ -208,6 +292,17 @@ describe("router: failures", () => {
     expect(be.seen).toHaveLength(0);
     await until(() => h.lines.length === 1);
     expect(h.lines[0]).toMatch(/^at=info code=H80 desc="Maintenance mode"/);
+  });
+
+  it("answers 503 H14 without waking an app scaled to web=0 (max 0)", async () => {
+    let wakes = 0;
+    const h = await startRouter({ waker: { wake: async () => void wakes++, stop: async () => {} } });
+    h.app("off", [], { scale: { min: 0, max: 0, targetConcurrency: 10, idleFreezeMs: 0, idleStopMs: 0 } });
+    const r = await request(h.port, { host: "off.localhost" });
+    expect(r.status).toBe(503);
+    expect(wakes).toBe(0);
+    await until(() => h.lines.length === 1);
+    expect(h.lines[0]).toMatch(/^at=error code=H14 desc="No web dynos running"/);
   });
 
   it("retries another instance when one refuses, and answers 503 H10 when all do", async () => {

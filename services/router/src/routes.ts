@@ -88,7 +88,10 @@ function validated(r: AppRoute): AppRoute {
     idleFreezeMs: nonNegInt(s.idleFreezeMs, "scale.idleFreezeMs", id),
     idleStopMs: nonNegInt(s.idleStopMs, "scale.idleStopMs", id),
   };
-  if (scale.max < Math.max(1, scale.min)) throw new Invalid(`route ${id}: scale.max (${scale.max}) must be >= max(1, scale.min)`);
+  // max 0 (with min 0) is an app turned off (web scaled to 0): the router answers H14.
+  if (scale.max === 0 ? scale.min !== 0 : scale.max < Math.max(1, scale.min)) {
+    throw new Invalid(`route ${id}: scale.max (${scale.max}) must be 0 (app off, min 0) or >= max(1, scale.min)`);
+  }
   if (typeof scale.targetConcurrency !== "number" || !(scale.targetConcurrency > 0)) {
     throw new Invalid(`route ${id}: scale.targetConcurrency must be > 0, got ${JSON.stringify(scale.targetConcurrency)}`);
   }
@@ -158,7 +161,12 @@ export class RouteTable {
 
   /** Route for a Host header value (any case, with or without port). */
   byHost(host: string): AppRoute | undefined {
-    const id = this.#byHost.get(normalizeHost(host));
+    return this.byHostKey(normalizeHost(host));
+  }
+
+  /** Route for a host already normalized with normalizeHost (the proxy does it once per request). */
+  byHostKey(host: string): AppRoute | undefined {
+    const id = this.#byHost.get(host);
     return id === undefined ? undefined : this.#byId.get(id)?.route;
   }
 

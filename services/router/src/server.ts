@@ -8,8 +8,9 @@ import type { AccessLogEntry } from "./accesslog.ts";
 import { Autoscaler, type AutoscalerTuning, type ColdTier, type Scaler, type Waker } from "./autoscaler.ts";
 import { Balancer } from "./balancer.ts";
 import { RouterMetrics, type AppGauges } from "./metrics.ts";
-import { HttpProxy } from "./proxy.ts";
+import { HttpProxy, RouterResponse } from "./proxy.ts";
 import { normalizeHost, type RouteTable } from "./routes.ts";
+import { UpstreamPool } from "./upstream.ts";
 
 /** Bounds on what one client may cost the router. */
 export interface RouterLimits {
@@ -35,6 +36,9 @@ export interface RouterLimits {
   /** Concurrent connections to one instance. */
   maxSocketsPerBackend: number;
 }
+
+/** Idle keep-alive connections kept per instance. */
+const MAX_FREE_SOCKETS_PER_BACKEND = 64;
 
 export const DEFAULT_LIMITS: RouterLimits = {
   maxHeaderBytes: 16 * 1024,
@@ -133,7 +137,12 @@ export function createRouter(opts: RouterOptions): Router {
       opts.onColdStart?.(appId, ms, tier);
     },
   });
-  const agent = new http.Agent({ keepAlive: true, maxSockets: limits.maxSocketsPerBackend, maxFreeSockets: 64, scheduling: "lifo", timeout: limits.idleTimeoutMs });
+  const upstream = new UpstreamPool({
+    maxSockets: limits.maxSocketsPerBackend,
+    maxFreeSockets: MAX_FREE_SOCKETS_PER_BACKEND,
+    idleTimeoutMs: limits.idleTimeoutMs,
+    clock,
+  });
 
   const gauges = function* (): Generator<AppGauges> {
     for (const r of table.routes()) {
@@ -172,7 +181,7 @@ export function createRouter(opts: RouterOptions): Router {
     metrics,
     clock,
     logger,
-    agent,
+    upstream,
     baseDomain: normalizeHost(opts.baseDomain),
     proto: opts.proto ?? "http",
     limits: { maxBodyBytes: limits.maxBodyBytes, connectTimeoutMs: limits.connectTimeoutMs, idleTimeoutMs: limits.idleTimeoutMs },
@@ -182,6 +191,10 @@ export function createRouter(opts: RouterOptions): Router {
   });
 
   const server = http.createServer({
+    // Carries its exchange, so per-request listeners need no closures (proxy.ts).
+    ServerResponse: RouterResponse,
+    // Requests without Content-Length or Transfer-Encoding skip the body stream's life cycle.
+    optimizeEmptyRequests: true,
     maxHeaderSize: limits.maxHeaderBytes,
     headersTimeout: limits.headersTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
@@ -237,7 +250,7 @@ export function createRouter(opts: RouterOptions): Router {
         admin.closeAllConnections();
         for (const s of proxy.upgraded) s.destroy();
         await done;
-        agent.destroy();
+        upstream.close();
       })();
       return closing;
     },
