@@ -13,6 +13,7 @@ import { serve, type ServerType } from "@hono/node-server";
 import { silentLogger, systemClock, consoleLogger, type Logger } from "@berth/core";
 import { pgEventBus } from "@berth/db";
 import { createLocalRuntime, type LocalRuntime } from "@berth/runtime/local/index";
+import type { Runtime } from "@berth/runtime";
 import { createLocalBlobStore } from "@berth/blobstore/local/index";
 import { bwrapAvailable, bwrapExec, defaultOrder, spawnExec, trustEnv } from "@berth/buildpacks";
 import { assemblePlatformApi, newKeySpec } from "@berth/api";
@@ -22,10 +23,10 @@ import { freshDatabase } from "./db.ts";
 
 const run = promisify(execFile);
 
-export interface TestPlatform {
+export interface TestPlatform<R extends Runtime = LocalRuntime> {
   apiUrl: string;
   routerUrl: string;
-  runtime: LocalRuntime;
+  runtime: R;
   /** The router's route table, as the route feed keeps it. */
   routes: RouteTable;
   /** Stops the router and starts a fresh one (empty table, same port) that restores its routes from the feed. */
@@ -45,13 +46,28 @@ export interface TestPlatform {
   close(): Promise<void>;
 }
 
-export async function startPlatform(opts: { isolation?: "runc" | "process"; log?: boolean; internalToken?: string; registry?: string } = {}): Promise<TestPlatform> {
+export interface PlatformOptions<R extends Runtime> {
+  isolation?: "runc" | "process";
+  log?: boolean;
+  internalToken?: string;
+  /** host:port the builder pushes images to. */
+  registry?: string;
+  bootTimeoutMs?: number;
+  /** Another runtime than the local one (the Kubernetes tests). */
+  runtime?: (ctx: { dir: string; logger: Logger }) => Promise<R>;
+}
+
+export async function startPlatform(opts?: PlatformOptions<LocalRuntime>): Promise<TestPlatform<LocalRuntime>>;
+export async function startPlatform<R extends Runtime>(opts: PlatformOptions<R> & { runtime: (ctx: { dir: string; logger: Logger }) => Promise<R> }): Promise<TestPlatform<R>>;
+export async function startPlatform(opts: PlatformOptions<Runtime> = {}): Promise<TestPlatform<Runtime>> {
   const logger: Logger = opts.log ? consoleLogger({ test: "platform" }) : silentLogger;
   const data = await freshDatabase();
   const dir = await mkdtemp(join(tmpdir(), "berth-platform-"));
   const events = await pgEventBus(data.url, logger);
   const blobs = createLocalBlobStore({ root: join(dir, "blobs") });
-  const runtime = await createLocalRuntime({ stateDir: join(dir, "runtime"), clock: systemClock, logger, nodeBinary: process.execPath, preferRunc: opts.isolation !== "process" });
+  const runtime: Runtime = opts.runtime
+    ? await opts.runtime({ dir, logger })
+    : await createLocalRuntime({ stateDir: join(dir, "runtime"), clock: systemClock, logger, nodeBinary: process.execPath, preferRunc: opts.isolation !== "process" });
   const internalToken = opts.internalToken ?? "test-internal-token-0123456789";
   let apiUrl = "";
   const platform = assemblePlatformApi({
@@ -67,7 +83,7 @@ export async function startPlatform(opts: { isolation?: "runc" | "process"; log?
     internalUrl: () => apiUrl,
     internalToken,
     maxPushBytes: 50 * 1024 * 1024,
-    bootTimeoutMs: 15_000,
+    bootTimeoutMs: opts.bootTimeoutMs ?? 15_000,
     graceMs: 2_000,
     releasePhaseTimeoutMs: 60_000,
     settings: {
@@ -115,7 +131,9 @@ export async function startPlatform(opts: { isolation?: "runc" | "process"; log?
     { concurrency: 2, pollMs: 1000, reapEveryMs: 5000, staleMs: 30_000, maxAttempts: 2 },
   );
 
-  const waker = controlPlaneWaker(apiUrl, internalToken);
+  const controlPlane = controlPlaneWaker(apiUrl, internalToken);
+  // A runtime that cannot freeze (Kubernetes) idles apps straight to zero.
+  const waker = runtime.canFreeze ? controlPlane : { wake: controlPlane.wake, stop: controlPlane.stop, scale: controlPlane.scale };
   const reporter = controlPlaneReporter(apiUrl, internalToken, logger);
   const bootRouter = async (port: number) => {
     const t = new RouteTable();
@@ -205,7 +223,7 @@ export async function startPlatform(opts: { isolation?: "runc" | "process"; log?
       await current.router.stop();
       await builder.stop();
       await new Promise<void>((r) => server.close(() => r()));
-      await runtime.stopAll();
+      if ("stopAll" in runtime) await (runtime as LocalRuntime).stopAll();
       await runtime.close();
       platform.close();
       await events.close();
