@@ -2,11 +2,13 @@
  * Shared setup for the router's socket tests: a router on 127.0.0.1:0 with a table,
  * captured access lines and cold starts, torn down by `closeAll`.
  */
+import type http from "node:http";
 import { silentLogger } from "@berth/core";
 import type { AccessLogEntry } from "./accesslog.ts";
 import type { Scaler, Waker } from "./autoscaler.ts";
 import { RouteTable, type AppRoute } from "./routes.ts";
 import { createRouter, type Router, type RouterLimits } from "./server.ts";
+import { startBackend, type Backend } from "./testkit.ts";
 
 export interface Harness {
   table: RouteTable;
@@ -70,6 +72,16 @@ export async function startRouter(opts: { limits?: Partial<RouterLimits>; waker?
   };
 }
 
+const backends: Backend[] = [];
+
+/** A backend app on 127.0.0.1, closed by `closeAll`. */
+export async function backend(handler: http.RequestListener): Promise<Backend> {
+  const b = await startBackend(handler);
+  backends.push(b);
+  return b;
+}
+
 export async function closeAll(): Promise<void> {
   await Promise.all(open.splice(0).map((r) => r.close(200)));
+  await Promise.all(backends.splice(0).map((b) => b.close()));
 }

@@ -1,20 +1,10 @@
 import http from "node:http";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { closeAll, startRouter } from "./harness.ts";
-import { acceptWebsockets, closedPort, connectWebsocket, gate, request, startBackend, until, type Backend } from "./testkit.ts";
+import { backend, closeAll, startRouter } from "./harness.ts";
+import { acceptWebsockets, closedPort, connectWebsocket, gate, request, until } from "./testkit.ts";
 
-const backends: Backend[] = [];
-async function backend(handler: http.RequestListener): Promise<Backend> {
-  const b = await startBackend(handler);
-  backends.push(b);
-  return b;
-}
-
-afterEach(async () => {
-  await closeAll();
-  await Promise.all(backends.splice(0).map((b) => b.close()));
-});
+afterEach(closeAll);
 
 const echoHeaders: http.RequestListener = (req, res) => {
   res.setHeader("content-type", "application/json");

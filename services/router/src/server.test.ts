@@ -2,20 +2,10 @@ import http from "node:http";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Waker } from "./autoscaler.ts";
-import { appRoute, closeAll, startRouter } from "./harness.ts";
-import { request, startBackend, until, type Backend } from "./testkit.ts";
+import { appRoute, backend, closeAll, startRouter } from "./harness.ts";
+import { request, until } from "./testkit.ts";
 
-const backends: Backend[] = [];
-async function backend(handler: http.RequestListener): Promise<Backend> {
-  const b = await startBackend(handler);
-  backends.push(b);
-  return b;
-}
-
-afterEach(async () => {
-  await closeAll();
-  await Promise.all(backends.splice(0).map((b) => b.close()));
-});
+afterEach(closeAll);
 
 /** Send raw bytes; resolve with everything the router wrote before it closed. */
 function raw(port: number, write: (s: net.Socket) => void): Promise<{ text: string; ms: number }> {
