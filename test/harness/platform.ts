@@ -131,7 +131,8 @@ export async function startPlatform(opts: PlatformOptions<Runtime> = {}): Promis
     { concurrency: 2, pollMs: 1000, reapEveryMs: 5000, staleMs: 30_000, maxAttempts: 2 },
   );
 
-  const controlPlane = controlPlaneWaker(apiUrl, internalToken);
+  // Wakes answer with the app's instances, which go into the router's current table.
+  const controlPlane = controlPlaneWaker(apiUrl, internalToken, { get: (id) => current.table.get(id), setInstances: (id, i) => current.table.setInstances(id, i) });
   // A runtime that cannot freeze (Kubernetes) idles apps straight to zero.
   const waker = runtime.canFreeze ? controlPlane : { wake: controlPlane.wake, stop: controlPlane.stop, scale: controlPlane.scale };
   const reporter = controlPlaneReporter(apiUrl, internalToken, logger);

@@ -1,7 +1,7 @@
 import type { Logger } from "@berth/core";
 import type { AccessLogEntry } from "./accesslog.ts";
 import type { ColdTier, Scaler, Waker } from "./autoscaler.ts";
-import type { AppRoute, RouteTable } from "./routes.ts";
+import type { AppRoute, InstanceRoute, RouteTable } from "./routes.ts";
 
 /**
  * The router's link to the control plane: it follows the API's route feed (a
@@ -73,21 +73,33 @@ export function followRoutes(opts: { apiUrl: string; token: string; table: Route
   };
 }
 
-/** Waker and Scaler over the API's internal endpoints. */
-export function controlPlaneWaker(apiUrl: string, token: string): Waker & Scaler {
-  const post = async (path: string, body?: unknown) => {
+/**
+ * Waker and Scaler over the API's internal endpoints. A wake answers with the app's
+ * web instances as they are after the wake; `table` (when given) takes them at once,
+ * so held requests go out without waiting for the same change to come round the route
+ * feed (which follows, with the same instances).
+ */
+export function controlPlaneWaker(apiUrl: string, token: string, table?: Pick<RouteTable, "get" | "setInstances">): Waker & Scaler {
+  const post = async (path: string, body?: unknown): Promise<unknown> => {
     const res = await fetch(`${apiUrl}${path}`, {
       method: "POST",
       headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     if (!res.ok) throw new Error(`${path} answered ${res.status}: ${await res.text()}`);
+    return res.json();
   };
   return {
-    wake: (appId) => post(`/internal/apps/${appId}/wake`),
-    freeze: (appId) => post(`/internal/apps/${appId}/freeze`),
-    stop: (appId) => post(`/internal/apps/${appId}/stop`),
-    scale: (appId, n) => post(`/internal/apps/${appId}/scale`, { instances: n }),
+    async wake(appId) {
+      const before = table?.get(appId);
+      const answer = (await post(`/internal/apps/${appId}/wake`)) as { instances?: InstanceRoute[] };
+      // Only over the route the wake started from: if the feed changed it meanwhile, that
+      // change may be newer than this answer (a deploy), and the feed has the last word.
+      if (table && before && table.get(appId) === before && Array.isArray(answer.instances)) table.setInstances(appId, answer.instances);
+    },
+    freeze: async (appId) => void (await post(`/internal/apps/${appId}/freeze`)),
+    stop: async (appId) => void (await post(`/internal/apps/${appId}/stop`)),
+    scale: async (appId, n) => void (await post(`/internal/apps/${appId}/scale`, { instances: n })),
   };
 }
 

@@ -10,7 +10,7 @@ const logger = consoleLogger({ svc: "router" });
 const { internalToken } = ensureSecrets(config);
 const table = new RouteTable();
 const feed = followRoutes({ apiUrl: config.apiUrl, token: internalToken, table, logger });
-const waker = controlPlaneWaker(config.apiUrl, internalToken);
+const waker = controlPlaneWaker(config.apiUrl, internalToken, table);
 const reporter = controlPlaneReporter(config.apiUrl, internalToken, logger);
 const running = await startRouter(
   { host: config.BERTH_ROUTER_HOST, port: config.BERTH_ROUTER_PORT, adminPort: config.BERTH_ROUTER_ADMIN_PORT, baseDomain: config.BERTH_BASE_DOMAIN },

@@ -145,6 +145,13 @@ export class RouteTable {
     this.#notify(r.appId);
   }
 
+  /** Replace one app's instances, keeping the rest of its route (a wake's answer). No-op for an unknown app. */
+  setInstances(appId: string, instances: InstanceRoute[]): void {
+    const cur = this.#byId.get(appId);
+    if (!cur) return;
+    this.upsert({ ...cur.route, instances });
+  }
+
   remove(appId: string): void {
     if (!this.#byId.has(appId)) return;
     this.#unindex(appId);

@@ -433,7 +433,11 @@ class Local implements LocalRuntime {
             this.#setState(inst, "up");
           }),
       );
-      await this.#persist(app);
+      // A thaw is the hot path of a wake from frozen: the record is written soon, not
+      // waited for (it cost 5-30 ms behind other file work). Should this process die
+      // before it lands, a successor adopts the instances with runc's own word on whether
+      // they are paused; only its "frozen" flag for instances started later would be stale.
+      this.#save(app);
     });
   }
 

@@ -18,6 +18,7 @@
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -77,7 +78,23 @@ export async function createRuncDriver(o: RuncDriverOptions): Promise<Driver> {
       await fs.rm(bundle, { recursive: true, force: true });
       return end === "lost" ? { code: 255, oom, lost: true } : { code: end, oom };
     });
+    // Thawing is the hot path of a wake from frozen: write the freezer's state file
+    // ourselves (what `runc resume` does) instead of spawning runc, ~10-20 ms here.
+    // runc reads its "paused" status from the same file, so the two stay consistent.
+    let thawFile = paused ? freezerThawFile(root, id) : undefined;
     const resume = async () => {
+      thawFile ??= freezerThawFile(root, id);
+      const direct = await thawFile;
+      if (direct) {
+        try {
+          // Synchronous on purpose: a few microseconds in the kernel, not a turn in libuv's busy thread pool.
+          writeFileSync(direct.file, direct.value);
+          paused = false;
+          return;
+        } catch {
+          thawFile = undefined; // the cgroup moved or is gone: let runc say why
+        }
+      }
       const r = await run(["resume", id]);
       if (r.code !== 0 && !ended) throw new Unavailable(`runc resume ${id}: ${r.stderr.trim()}`);
       paused = false;
@@ -95,6 +112,7 @@ export async function createRuncDriver(o: RuncDriverOptions): Promise<Driver> {
         const r = await run(["pause", id]);
         if (r.code !== 0) throw new Unavailable(`runc pause ${id}: ${r.stderr.trim()}`);
         paused = true;
+        thawFile ??= freezerThawFile(root, id); // read now, so the thaw does no file reads
       },
       resume,
       logOffset: () => watch.offset,
@@ -280,6 +298,22 @@ function containerConfig(
       readonlyPaths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
     },
   };
+}
+
+/**
+ * The file and value that thaw the container's cgroup: freezer.state THAWED on cgroup v1,
+ * cgroup.freeze 0 on v2; from runc's state.json. Undefined when runc's state cannot say.
+ */
+async function freezerThawFile(root: string, id: string): Promise<{ file: string; value: string } | undefined> {
+  try {
+    const state = JSON.parse(await fs.readFile(path.join(root, id, "state.json"), "utf8")) as { cgroup_paths?: Record<string, string> };
+    const paths = state.cgroup_paths ?? {};
+    if (paths.freezer) return { file: path.join(paths.freezer, "freezer.state"), value: "THAWED" };
+    if (paths[""]) return { file: path.join(paths[""], "cgroup.freeze"), value: "0" };
+  } catch {
+    // no state yet, or not runc's format: fall back to runc itself
+  }
+  return undefined;
 }
 
 /** Whether the OOM killer struck in the (stopped, kept) container's memory cgroup. */

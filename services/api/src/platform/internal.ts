@@ -6,7 +6,7 @@ import type { Db } from "@berth/db";
 import type { Env } from "../http/routes.ts";
 import { readJson } from "../http/json.ts";
 import { constantTimeEqual } from "../auth/tokens.ts";
-import type { RouteFeed, FeedEvent } from "./routefeed.ts";
+import { webRoutes, type RouteFeed, type FeedEvent } from "./routefeed.ts";
 import type { Scaling } from "./scaling.ts";
 import type { LogHub } from "./logs.ts";
 import { isUuid } from "../domain/access.ts";
@@ -58,8 +58,9 @@ export function mountInternal(app: Hono<Env>, deps: InternalDeps): void {
     return id;
   };
   app.post("/internal/apps/:id/wake", async (c) => {
-    await deps.scaling.wake(appId(c.req.param("id")));
-    return c.json({ ok: true });
+    // The instances as they are now: the router takes them at once instead of waiting for the feed.
+    const instances = await deps.scaling.wake(appId(c.req.param("id")));
+    return c.json({ ok: true, instances: webRoutes(instances) });
   });
   app.post("/internal/apps/:id/freeze", async (c) => {
     await deps.scaling.freeze(appId(c.req.param("id")));

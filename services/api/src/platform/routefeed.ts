@@ -1,7 +1,7 @@
 import type { Logger } from "@berth/core";
 import type { Db } from "@berth/db";
 import type { Instance } from "@berth/runtime";
-import type { AppRoute } from "@berth/router";
+import type { AppRoute, InstanceRoute } from "@berth/router";
 
 interface AppRow {
   id: string;
@@ -15,6 +15,13 @@ interface AppRow {
   request_timeout_seconds: number;
   /** The web formation's quantity; null before the first build. */
   web_quantity: number | null;
+}
+
+/** The instances a router may forward to (or wake): web ones with an address, up or frozen. */
+export function webRoutes(instances: readonly Instance[]): InstanceRoute[] {
+  return instances
+    .filter((i) => i.type === "web" && i.address && (i.state === "up" || i.state === "frozen"))
+    .map((i) => ({ name: i.name, host: i.address!.host, port: i.address!.port, state: i.state }));
 }
 
 export type FeedEvent = { kind: "upsert"; route: AppRoute } | { kind: "remove"; appId: string };
@@ -52,9 +59,7 @@ export class RouteFeed {
       appId: app.id,
       appName: app.name,
       hosts,
-      instances: instances
-        .filter((i) => i.type === "web" && i.address && (i.state === "up" || i.state === "frozen"))
-        .map((i) => ({ name: i.name, host: i.address!.host, port: i.address!.port, state: i.state })),
+      instances: webRoutes(instances),
       maintenance: app.maintenance,
       timeoutMs: app.request_timeout_seconds * 1000,
       // `ps:scale web=0` (or no web process yet) turns the app off: max 0 tells the

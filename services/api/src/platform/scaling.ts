@@ -1,6 +1,6 @@
 import { Conflict } from "@berth/core";
 import type { Db } from "@berth/db";
-import type { Runtime } from "@berth/runtime";
+import type { Instance, Runtime } from "@berth/runtime";
 import type { Deployer } from "./deployer.ts";
 import type { RouteNotifier } from "./deployer.ts";
 
@@ -18,13 +18,17 @@ export interface ScalingDeps {
 
 export class Scaling {
   readonly #deps: ScalingDeps;
-  readonly #waking = new Map<string, Promise<void>>();
+  readonly #waking = new Map<string, Promise<Instance[]>>();
   constructor(deps: ScalingDeps) {
     this.#deps = deps;
   }
 
-  /** Idempotent and coalesced: concurrent wakes of one app share one start. */
-  wake(appId: string): Promise<void> {
+  /**
+   * Idempotent and coalesced: concurrent wakes of one app share one start. Resolves
+   * with the app's instances after the wake, which the router can use before the
+   * route feed brings the same news.
+   */
+  wake(appId: string): Promise<Instance[]> {
     const running = this.#waking.get(appId);
     if (running) return running;
     const p = this.#wake(appId).finally(() => this.#waking.delete(appId));
@@ -32,7 +36,7 @@ export class Scaling {
     return p;
   }
 
-  async #wake(appId: string): Promise<void> {
+  async #wake(appId: string): Promise<Instance[]> {
     const { runtime, routes } = this.#deps;
     const web = (await runtime.list(appId)).filter((i) => i.type === "web");
     if (web.some((i) => i.state === "frozen")) {
@@ -49,6 +53,7 @@ export class Scaling {
       await this.#deps.deployer.scaleWeb(appId, Math.max(1, app.min_instances));
     }
     routes.appChanged(appId);
+    return runtime.list(appId);
   }
 
   async freeze(appId: string): Promise<void> {
