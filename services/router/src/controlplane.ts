@@ -59,7 +59,9 @@ export function followRoutes(opts: { apiUrl: string; token: string; table: Route
         if (closed) return;
         opts.logger.warn("route feed disconnected; serving the last table", { err: err instanceof Error ? err.message : String(err), retry_ms: backoff });
         await new Promise((r) => setTimeout(r, backoff).unref());
-        backoff = Math.min(backoff * 2, 5000);
+        // Capped at 1 s: until it reconnects, the router does not see deploys made by the
+        // restarted API, and a reconnect attempt to a local API costs next to nothing.
+        backoff = Math.min(backoff * 2, 1000);
       }
     }
   };

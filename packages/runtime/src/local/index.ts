@@ -788,12 +788,15 @@ class Local implements LocalRuntime {
       const run = inst.run;
       if (run) {
         this.#setState(inst, "stopping");
-        this.#emitLog(inst.app.appId, "berth", inst.name, "Stopping all processes with SIGTERM");
+        // Heroku's wording, so that logs read the same on both: users grep for R12.
+        this.#emitLog(inst.app.appId, "berth", inst.name, `Stopping all processes with ${graceMs > 0 ? "SIGTERM" : "SIGKILL"}`);
         await run.signal(graceMs > 0 ? "SIGTERM" : "SIGKILL");
         if (graceMs > 0) {
           const ended = await Promise.race([run.exited.then(() => true), sleep(graceMs).then(() => false)]);
           if (!ended) {
-            this.#emitLog(inst.app.appId, "berth", inst.name, `Stopping process with SIGKILL after ${seconds(graceMs)}`);
+            const s = Number((graceMs / 1000).toFixed(graceMs % 1000 === 0 ? 0 : 1));
+            this.#emitLog(inst.app.appId, "berth", inst.name, `Error R12 (Exit timeout) -> At least one process failed to exit within ${s} second${s === 1 ? "" : "s"} of SIGTERM`);
+            this.#emitLog(inst.app.appId, "berth", inst.name, "Stopping remaining processes with SIGKILL");
             await run.signal("SIGKILL");
           }
         }

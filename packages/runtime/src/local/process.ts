@@ -21,8 +21,15 @@ import type { Driver, Exit, LaunchSpec, Launched, OutputSink } from "./driver.ts
 import { isRunning, readExit, readPid, readSupervisor, RunWatch, supervise, validRunId, type ProcId } from "./shim.ts";
 
 const START_TIMEOUT_MS = 30_000;
-/** Writes the group id, then becomes the app's shell. $0 is the run dir, $1 the command. */
-const LEADER = `echo $$ >"$0/pid" && exec /bin/sh -c "$1"`;
+/**
+ * Writes the group id, then becomes the app's shell. $0 is the run dir, $1 the command.
+ * That shell catches TERM (a no-op trap, reset to the default in what it runs) and so
+ * outlives a stop's SIGTERM until the command's processes have exited, like dash as PID 1
+ * under runc: otherwise it died at once with 143, and the group (the app still shutting
+ * down) was SIGKILLed with it, without its grace period.
+ */
+const LEADER = `echo $$ >"$0/pid" && exec /bin/sh -c "trap : TERM
+$1"`;
 
 export async function createProcessDriver(o: { dir: string; nodeBinary?: string }): Promise<Driver> {
   const runs = path.join(o.dir, "runs");
