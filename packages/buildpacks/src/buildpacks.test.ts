@@ -4,20 +4,16 @@
  * and asked for a response over HTTP on 127.0.0.1.
  */
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
-import { spawn } from "node:child_process";
 import * as fs from "node:fs/promises";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { BerthError } from "@berth/core";
-import { build, type BuildResult } from "./lifecycle.ts";
-import { launchEnv, launchCommand } from "./launch-env.ts";
-import { spawnExec, bwrapExec, bwrapAvailable, trustEnv, type Exec } from "./exec.ts";
-import { defaultOrder, writePlatformEnv } from "./index.ts";
+import { launchEnv } from "./launch-env.ts";
+import { bwrapExec, bwrapAvailable, trustEnv, type Exec } from "./exec.ts";
+import { hostExec, writeApp, buildApp as buildWith, runWeb, type Built } from "./testing.ts";
 
 let tmp: string;
 let cacheDir: string;
-const hostExec = spawnExec({ passEnv: trustEnv(process.env) });
 
 beforeAll(async () => {
   tmp = await fs.mkdtemp(path.join(os.tmpdir(), "berth-bp-"));
@@ -28,72 +24,8 @@ afterAll(async () => {
   await fs.rm(tmp, { recursive: true, force: true });
 });
 
-async function makeApp(name: string, files: Record<string, string>): Promise<string> {
-  const dir = path.join(tmp, name, "workspace");
-  await fs.mkdir(dir, { recursive: true });
-  for (const [f, body] of Object.entries(files)) {
-    await fs.mkdir(path.dirname(path.join(dir, f)), { recursive: true });
-    await fs.writeFile(path.join(dir, f), body);
-  }
-  return dir;
-}
-
-async function buildApp(appDir: string, configVars: Record<string, string> = {}, exec: Exec = hostExec, cache = cacheDir): Promise<{ result: BuildResult; lines: string[]; ms: number }> {
-  const base = path.dirname(appDir);
-  await fs.rm(path.join(base, "layers"), { recursive: true, force: true });
-  await writePlatformEnv(path.join(base, "platform"), configVars);
-  const lines: string[] = [];
-  const started = performance.now();
-  try {
-    const result = await build({ appDir, layersDir: path.join(base, "layers"), platformDir: path.join(base, "platform"), cacheDir: cache, order: defaultOrder(), exec, onLine: (l) => lines.push(l) });
-    return { result, lines, ms: Math.round(performance.now() - started) };
-  } catch (e) {
-    console.log(lines.join("\n"));
-    throw e;
-  }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
-
-/** Starts the web process from the build's own directories and returns the response to `urlPath`. */
-async function runWeb(result: BuildResult, urlPath = "/"): Promise<{ status: number; body: string; type: string | null }> {
-  const port = await freePort();
-  const layout = { app: result.appDir, layers: result.layersDir };
-  const env = launchEnv(result, { layout, runtime: { PORT: String(port), HOST: "127.0.0.1" } });
-  const command = launchCommand(result, "web", layout);
-  expect(command).toBeDefined();
-  const child = spawn("/bin/sh", ["-c", command!], { cwd: result.appDir, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
-  let output = "";
-  child.stdout.on("data", (c: Buffer) => (output += c.toString()));
-  child.stderr.on("data", (c: Buffer) => (output += c.toString()));
-  try {
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      try {
-        const res = await fetch(`http://127.0.0.1:${port}${urlPath}`);
-        return { status: res.status, body: await res.text(), type: res.headers.get("content-type") };
-      } catch (e) {
-        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`web process did not answer: ${(e as Error).message}\n${output}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  } finally {
-    try {
-      process.kill(-child.pid!, "SIGKILL");
-    } catch {
-      // gone
-    }
-  }
-}
+const makeApp = (name: string, files: Record<string, string>): Promise<string> => writeApp(path.join(tmp, name, "workspace"), files);
+const buildApp = (appDir: string, configVars: Record<string, string> = {}, exec: Exec = hostExec, cache = cacheDir): Promise<Built> => buildWith(appDir, { cacheDir: cache, configVars, exec });
 
 const serverJs = `const http = require("http");
 http.createServer((req, res) => res.end("hello from node " + process.version + " " + ${"`${require.resolve.paths ? 'ok' : ''}`"})).listen(process.env.PORT, "127.0.0.1");
@@ -166,12 +98,12 @@ describe("shipped buildpacks", () => {
     const mods = result.layers.find((l) => l.name === "node_modules")!;
     expect(mods).toMatchObject({ launch: true, cache: true, reused: false });
     expect((await fs.lstat(path.join(depApp, "node_modules"))).isSymbolicLink()).toBe(true);
-    expect(await fs.readlink(path.join(depApp, "node_modules"))).toBe("../layers/berth_nodejs/node_modules/node_modules");
+    expect(await fs.readlink(path.join(depApp, "node_modules"))).toBe("../layers/berth_nodejs/node_modules/app/node_modules");
     expect((await runWeb(result)).body).toBe("v1 true");
   });
 
   it("rebuilds after a one-line change reusing node_modules without running npm", async () => {
-    const marker = path.join(tmp, "node-dep", "layers", "berth_nodejs", "node_modules", "node_modules", "is-number", "package.json");
+    const marker = path.join(tmp, "node-dep", "layers", "berth_nodejs", "node_modules", "app", "node_modules", "is-number", "package.json");
     const inodeBefore = (await fs.stat(marker)).ino;
     await fs.writeFile(path.join(depApp, "server.js"), (await fs.readFile(path.join(depApp, "server.js"), "utf8")).replace('"v1 "', '"v2 "'));
     const { result, lines, ms } = await buildApp(depApp);
@@ -185,6 +117,21 @@ describe("shipped buildpacks", () => {
     expect((await fs.stat(marker)).ino).toBe(inodeBefore);
     expect((await runWeb(result)).body).toBe("v2 true");
     expect(ms).toBeLessThan(5000); // ~0.3-0.6 s here; generous for a loaded CI machine
+  });
+
+  it("lays node_modules out so that a dependency finds its own hoisted dependencies", async () => {
+    // debug requires ms, which npm hoists beside it. Node never looks in a directory named
+    // node_modules/node_modules (ancestors named node_modules are skipped), hence the
+    // layer's app/node_modules.
+    const appDir = await makeApp("node-hoist", {
+      "package.json": JSON.stringify({ name: "hoist", version: "1.0.0", engines: { node: "22.x" }, main: "server.js", dependencies: { debug: "^4.3.4" } }),
+      // npm install --package-lock-only
+      "package-lock.json": JSON.stringify({"name": "hoist", "version": "1.0.0", "lockfileVersion": 3, "requires": true, "packages": {"": {"name": "hoist", "version": "1.0.0", "dependencies": {"debug": "^4.3.4"}, "engines": {"node": "22.x"}}, "node_modules/debug": {"version": "4.4.3", "resolved": "https://registry.npmjs.org/debug/-/debug-4.4.3.tgz", "integrity": "sha512-RGwwWnwQvkVfavKVt22FGLw+xYSdzARwm0ru6DhTVA3umU5hZc28V3kO4stgYryrTlLpuvgI9GiijltAjNbcqA==", "license": "MIT", "dependencies": {"ms": "^2.1.3"}, "engines": {"node": ">=6.0"}, "peerDependenciesMeta": {"supports-color": {"optional": true}}}, "node_modules/ms": {"version": "2.1.3", "resolved": "https://registry.npmjs.org/ms/-/ms-2.1.3.tgz", "integrity": "sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/s5xXI6/XXP6tz7R9xAOtHnSO/tXtF3WRTlA==", "license": "MIT"}}}),
+      "server.js": `const ms = require("debug").humanize;\nrequire("http").createServer((q, r) => r.end("debug says " + ms(90000))).listen(process.env.PORT, "127.0.0.1");\n`,
+    });
+    const { result } = await buildApp(appDir);
+    expect(await fs.readlink(path.join(appDir, "node_modules"))).toBe("../layers/berth_nodejs/node_modules/app/node_modules");
+    expect((await runWeb(result)).body).toBe("debug says 2m");
   });
 
   it("builds the same app inside the bubblewrap sandbox, as uid 65534 at image paths", async (ctx) => {

@@ -2,25 +2,32 @@
 //
 // Layers (<layers>/berth_nodejs/...):
 //   node/              launch+build+cache  bin/node, bin/npm(x), lib/node_modules/npm; keyed by node version
-//   npm-cache/         cache               npm's download cache, so reinstalls fetch little
-//   <pm>/              build+cache         yarn or pnpm, when the lockfile asks for one
-//   node_modules/      launch+build+cache  node_modules/ + bin -> node_modules/.bin; keyed by
-//                                          lockfile digest + node version + package manager
-//   node_modules_prod/ launch              apps with a build script: node_modules minus devDependencies
+//   npm-cache/         cache               npm's download cache, yarn's cache, pnpm's store: reinstalls fetch little
+//   yarn/ or pnpm/     build+cache         the release the app's lockfile and packageManager ask for,
+//                                          from the registry; keyed by package + version
+//   node_modules/      launch+build+cache  app/node_modules/ + bin -> app/node_modules/.bin; keyed by
+//                                          lockfile digest + node version + package manager@version
+//   node_modules_prod/ launch              apps with a build script: the same minus devDependencies
 // The app's node_modules becomes a relative symlink into the launch layer, valid in the
 // image because the app sits at /workspace and the layers at /layers.
-import { createHash } from "node:crypto";
+//
+// Invariant: the tree sits at <layer>/app/node_modules, never at <layer>/node_modules.
+// Node looks a package's dependencies up in <ancestor>/node_modules for every ancestor
+// *not itself named node_modules*, so in layers/berth_nodejs/node_modules/node_modules/
+// a hoisted package (debug) could not find its hoisted dependency (ms) beside it.
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import * as os from "node:os";
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import { createWriteStream } from "node:fs";
 import {
-  header, info, warn, parseSimpleToml, layerToml, readLayerMetadata, exists, sha256Files, platformEnv, run, fetchOk, maxSatisfying, satisfies, parseRange, parseVersion,
+  header, info, warn, parseSimpleToml, layerToml, readLayerMetadata, exists, sha256Files, platformEnv, run, fetchOk, download, maxSatisfying, satisfies, parseRange, parseVersion,
 } from "./util.mjs";
+import { detectManager, installManager, managerEnv, Unsupported } from "./managers.mjs";
+import { pruneUnreachable } from "./prune.mjs";
 
 const DEFAULT_RANGE = "24.x";
+/** Where a dependency layer keeps its tree (see the invariant above); bump TREE_LAYOUT when it moves. */
+const tree = (layerDir) => path.join(layerDir, "app", "node_modules");
+const TREE_LAYOUT = 2;
 const layersDir = process.env.CNB_LAYERS_DIR ?? process.argv[2];
 const platformDir = process.env.CNB_PLATFORM_DIR ?? process.argv[3];
 const planPath = process.env.CNB_BP_PLAN_PATH ?? process.argv[4];
@@ -47,10 +54,20 @@ async function main() {
     range = DEFAULT_RANGE;
     rangeFrom = "default";
   }
+  // Before any download, so that an app this buildpack cannot install fails at once.
+  let pm = null;
+  if (wantsModules) {
+    try {
+      pm = await detectManager(appDir, pkg, pEnv);
+    } catch (e) {
+      if (e instanceof Unsupported) fail(e.message);
+      throw e;
+    }
+  }
   const nodeLayer = await installNode(range, rangeFrom, registry);
   const nodeBin = path.join(nodeLayer.dir, "bin");
   const env = { ...process.env, PATH: `${nodeBin}:${process.env.PATH}` };
-  for (const [k, v] of Object.entries(pEnv)) if (/^(npm_config_|NPM_CONFIG_|YARN_|PNPM_)/.test(k)) env[k] = v;
+  for (const [k, v] of Object.entries(pEnv)) if (/^(npm_config_|NPM_CONFIG_|YARN_|PNPM_|pnpm_config_)/.test(k)) env[k] = v;
 
   if (!wantsModules) return; // runtime only, for a later buildpack (berth/static)
 
@@ -62,14 +79,25 @@ async function main() {
   env.npm_config_fund = "false";
   env.npm_config_audit = "false";
 
-  const pm = await packageManager(pkg);
+  if (pm.name === "npm") {
+    if (pm.declared && pm.declared.version !== nodeLayer.npmVersion) {
+      warn(`packageManager (package.json) asks for npm ${pm.declared.version}, which this buildpack does not install.`);
+      warn(`Using npm ${nodeLayer.npmVersion ?? "from the node layer"} (the newest npm for node ${nodeLayer.version}) instead.`);
+    }
+  } else {
+    const tool = await installManager(pm, { layersDir, registry, nodeVersion: nodeLayer.version });
+    pm.version = tool.version;
+    pm.bin = path.join(tool.bin, pm.name);
+    env.PATH = `${tool.bin}:${env.PATH}`;
+    managerEnv(pm, env, npmCache, pEnv, registry);
+  }
   const hasBuild = typeof pkg.scripts?.build === "string";
   await installDependencies(pm, pkg, hasBuild, nodeLayer.version, env);
   if (hasBuild) {
     header("Build");
     info(`Running build (${pm.name})`);
-    await run(pm.name, ["run", "build"], { env: { ...env, NODE_ENV: "production", PATH: `${path.join(layersDir, "node_modules", "bin")}:${env.PATH}` } });
-    await pruneDevDependencies(pm);
+    await run(pm.bin ?? "npm", ["run", "build"], { env: { ...env, NODE_ENV: "production", PATH: `${path.join(layersDir, "node_modules", "bin")}:${env.PATH}` } });
+    await pruneDevDependencies(pm, pkg);
   }
   await writeLaunch(pkg);
 }
@@ -128,7 +156,7 @@ async function installNode(range, rangeFrom, registry) {
     info(`Using cached node ${version}`);
     // Restored layers come back with metadata only; writing the types again keeps the layer.
     await fs.writeFile(path.join(layersDir, "node.toml"), layerToml({ launch: true, build: true, cache: true }, cached));
-    return { dir, version };
+    return { dir, version, npmVersion: cached.npm_version };
   }
   info(`Downloading and installing node ${version}...`);
   await fs.rm(dir, { recursive: true, force: true });
@@ -149,10 +177,10 @@ async function installNode(range, rangeFrom, registry) {
     await fs.mkdir(path.join(dir, "env.launch"), { recursive: true });
     await fs.writeFile(path.join(dir, "env.launch", "NODE_ENV.default"), "production");
     await fs.writeFile(path.join(layersDir, "node.toml"), layerToml({ launch: true, build: true, cache: true }, { version, npm_version: npmDoc.version }));
+    return { dir, version, npmVersion: npmDoc.version };
   } finally {
     await fs.rm(tmp, { recursive: true, force: true });
   }
-  return { dir, version };
 }
 
 /** The newest npm release whose engines.node accepts this Node version. */
@@ -177,44 +205,7 @@ async function versionDoc(registry, name, versionOrTag) {
   return res.json();
 }
 
-async function download(dist, tmp) {
-  const file = path.join(tmp, path.basename(new URL(dist.tarball).pathname));
-  const res = await fetchOk(dist.tarball, {}, 300_000);
-  await pipeline(Readable.fromWeb(res.body), createWriteStream(file));
-  if (dist.integrity) {
-    const [algo, want] = dist.integrity.split(/-(.*)/s);
-    const got = createHash(algo).update(await fs.readFile(file)).digest("base64");
-    if (got !== want) fail(`Integrity check failed for ${dist.tarball}`);
-  }
-  return file;
-}
-
 // ------------------------------------------------------------------ dependencies
-
-async function packageManager(pkg) {
-  const declared = typeof pkg.packageManager === "string" ? /^(npm|yarn|pnpm)@([^+]+)/.exec(pkg.packageManager) : null;
-  if (await exists(path.join(appDir, "pnpm-lock.yaml"))) return { name: "pnpm", lockfile: "pnpm-lock.yaml", version: declared?.[1] === "pnpm" ? declared[2] : "latest" };
-  if (await exists(path.join(appDir, "yarn.lock"))) return { name: "yarn", lockfile: "yarn.lock", version: declared?.[1] === "yarn" ? declared[2] : "1" };
-  for (const f of ["npm-shrinkwrap.json", "package-lock.json"]) if (await exists(path.join(appDir, f))) return { name: "npm", lockfile: f };
-  return { name: "npm", lockfile: null };
-}
-
-async function installTool(pm, env) {
-  const dir = path.join(layersDir, pm.name);
-  const pkgName = pm.name === "yarn" && !/^1(\.|$)/.test(pm.version) ? "@yarnpkg/cli-dist" : pm.name;
-  const want = `${pkgName}@${pm.version}`;
-  const cached = await readLayerMetadata(layersDir, pm.name);
-  if (cached?.spec === want && (await exists(path.join(dir, "bin", pm.name)))) {
-    info(`Using cached ${want}`);
-    await fs.writeFile(path.join(layersDir, `${pm.name}.toml`), layerToml({ build: true, cache: true }, cached));
-  } else {
-    info(`Installing ${want}`);
-    await fs.rm(dir, { recursive: true, force: true });
-    await run("npm", ["install", "--global", "--prefix", dir, "--no-audit", "--no-fund", want], { env });
-    await fs.writeFile(path.join(layersDir, `${pm.name}.toml`), layerToml({ build: true, cache: true }, { spec: want }));
-  }
-  env.PATH = `${path.join(dir, "bin")}:${env.PATH}`;
-}
 
 async function installDependencies(pm, pkg, hasBuild, nodeVersion, env) {
   header("Installing dependencies");
@@ -222,23 +213,24 @@ async function installDependencies(pm, pkg, hasBuild, nodeVersion, env) {
   const appModules = path.join(appDir, "node_modules");
   const lockPath = pm.lockfile ? path.join(appDir, pm.lockfile) : path.join(appDir, "package.json");
   const digest = await sha256Files([lockPath]);
-  const key = { digest, node_version: nodeVersion, manager: pm.name, dev: hasBuild };
+  // Another yarn or pnpm release may lay node_modules out differently: part of the key.
+  const key = { digest, node_version: nodeVersion, manager: pm.version ? `${pm.name}@${pm.version}` : pm.name, dev: hasBuild, layout: TREE_LAYOUT };
   const cached = await readLayerMetadata(layersDir, "node_modules");
-  if (pm.name !== "npm") await installTool(pm, env);
 
-  if (cached && ["digest", "node_version", "manager", "dev"].every((k) => cached[k] === key[k]) && (await exists(path.join(layer, "node_modules")))) {
-    info(`Reusing node_modules (${pm.lockfile ?? "package.json"} unchanged, node ${nodeVersion})`);
+  if (cached && Object.keys(key).every((k) => cached[k] === key[k]) && (await exists(tree(layer)))) {
+    info(`Reusing node_modules (${pm.lockfile ?? "package.json"} unchanged, node ${nodeVersion}${pm.version ? `, ${key.manager}` : ""})`);
     await fs.writeFile(path.join(layersDir, "node_modules.toml"), layerToml({ launch: !hasBuild, build: true, cache: true }, key));
-    await linkModules(appModules, path.join(layer, "node_modules"));
+    await linkModules(appModules, tree(layer));
     return;
   }
-  if (cached) info(`${pm.lockfile ?? "package.json"} or node version changed; installing dependencies afresh`);
+  if (cached) info(`${pm.lockfile ?? "package.json"}, node or package manager version changed; installing dependencies afresh`);
   await fs.rm(layer, { recursive: true, force: true });
   await fs.rm(path.join(layersDir, "node_modules.toml"), { force: true });
   await fs.rm(appModules, { recursive: true, force: true });
 
   const omitDev = !hasBuild;
   let args;
+  let pruneAfter = false;
   if (pm.name === "npm") {
     if (pm.lockfile) {
       info(`Installing dependencies with npm ci (${pm.lockfile})`);
@@ -249,22 +241,26 @@ async function installDependencies(pm, pkg, hasBuild, nodeVersion, env) {
       args = ["install", "--no-package-lock"];
     }
     if (omitDev) args.push("--omit=dev");
-  } else if (pm.name === "yarn") {
-    const classic = /^1(\.|$)/.test(pm.version);
-    info(`Installing dependencies with yarn ${classic ? "(classic)" : pm.version}`);
-    if (!classic) env.YARN_NODE_LINKER = "node-modules";
-    args = classic ? ["install", "--frozen-lockfile", "--non-interactive", ...(omitDev ? ["--production"] : [])] : ["install", "--immutable"];
-    env.YARN_CACHE_FOLDER = path.join(layersDir, "npm-cache", "yarn");
   } else {
-    info("Installing dependencies with pnpm");
-    args = ["install", "--frozen-lockfile", "--store-dir", path.join(layersDir, "npm-cache", "pnpm"), ...(omitDev ? ["--prod"] : [])];
+    info(`Installing dependencies with ${pm.name} ${pm.version} (${pm.lockfile})`);
+    if (pm.name === "pnpm") args = ["install", "--frozen-lockfile", "--reporter=append-only", ...(omitDev ? ["--prod"] : [])];
+    else if (!pm.berry) args = ["install", "--frozen-lockfile", "--non-interactive", "--no-progress", ...(omitDev ? ["--production"] : [])];
+    else {
+      // Yarn 2+ has no production install that also checks the lockfile (`workspaces
+      // focus --production` re-resolves silently), so: the full, immutable install, then
+      // the same pruning as after a build script.
+      args = ["install", "--immutable"];
+      pruneAfter = omitDev;
+    }
   }
-  await run(pm.name, args, { env });
-  await fs.mkdir(layer, { recursive: true });
-  if (await exists(appModules)) await moveDir(appModules, path.join(layer, "node_modules"));
-  else await fs.mkdir(path.join(layer, "node_modules"));
-  await fs.symlink("node_modules/.bin", path.join(layer, "bin"));
-  await linkModules(appModules, path.join(layer, "node_modules"));
+  await run(pm.bin ?? "npm", args, { env });
+  await fs.mkdir(path.dirname(tree(layer)), { recursive: true });
+  if (await exists(appModules)) await moveDir(appModules, tree(layer));
+  else await fs.mkdir(tree(layer));
+  if (pruneAfter) info(`Pruned devDependencies (${await pruneUnreachable(tree(layer), pkg)} packages)`);
+  await fs.mkdir(path.join(tree(layer), ".bin"), { recursive: true }); // bin/ must not dangle when no package has one
+  await fs.symlink(path.relative(layer, path.join(tree(layer), ".bin")), path.join(layer, "bin"));
+  await linkModules(appModules, tree(layer));
   // Apps with a build script keep devDependencies here (for the next build) and launch from node_modules_prod.
   await fs.writeFile(path.join(layersDir, "node_modules.toml"), layerToml({ launch: !hasBuild, build: true, cache: true }, key));
 }
@@ -287,37 +283,38 @@ async function linkModules(appModules, target) {
 }
 
 /**
- * Makes node_modules_prod: hard-link copy of the full tree minus packages the npm
- * lockfile marks dev. Pruning by lockfile needs no npm run; yarn/pnpm trees are
- * pruned by their own tool.
+ * Makes node_modules_prod: a hard-link copy of the full tree minus the devDependencies:
+ * for npm the packages its lockfile marks dev, for yarn and pnpm (whose lockfiles do not
+ * mark them) the packages the production dependencies do not reach. Either way no
+ * package manager runs, and nothing in the copy is written to (its files are the cached
+ * full tree's).
  */
-async function pruneDevDependencies(pm) {
-  const full = path.join(layersDir, "node_modules", "node_modules");
+async function pruneDevDependencies(pm, pkg) {
+  const full = tree(path.join(layersDir, "node_modules"));
   const prod = path.join(layersDir, "node_modules_prod");
   await fs.rm(prod, { recursive: true, force: true });
-  await fs.mkdir(prod);
-  await run("cp", ["-a", "--link", full, path.join(prod, "node_modules")]);
+  await fs.mkdir(path.dirname(tree(prod)), { recursive: true });
+  await run("cp", ["-a", "--link", full, tree(prod)]);
   let removed = 0;
   if (pm.name === "npm" && pm.lockfile) {
     const lock = JSON.parse(await fs.readFile(path.join(appDir, pm.lockfile), "utf8"));
     for (const [p, meta] of Object.entries(lock.packages ?? {})) {
       if (p === "" || !(meta.dev || meta.devOptional) || p.split("/").includes("..")) continue;
-      await fs.rm(path.join(prod, p), { recursive: true, force: true });
+      await fs.rm(path.join(path.dirname(tree(prod)), p), { recursive: true, force: true });
       removed++;
     }
+    // .bin entries of removed packages
+    const binDir = path.join(tree(prod), ".bin");
+    for (const b of await fs.readdir(binDir).catch(() => [])) {
+      if (!(await fs.stat(path.join(binDir, b)).catch(() => null))) await fs.rm(path.join(binDir, b), { force: true });
+    }
   } else {
-    const pmArgs = pm.name === "pnpm" ? ["prune", "--prod"] : ["install", "--production", "--frozen-lockfile", "--non-interactive", "--ignore-scripts"];
-    await linkModules(path.join(appDir, "node_modules"), path.join(prod, "node_modules"));
-    await run(pm.name, pmArgs, { env: process.env }).catch((e) => warn(`Could not prune devDependencies: ${e.message}`));
+    removed = await pruneUnreachable(tree(prod), pkg);
   }
-  // .bin entries of removed packages
-  const binDir = path.join(prod, "node_modules", ".bin");
-  for (const b of await fs.readdir(binDir).catch(() => [])) {
-    if (!(await fs.stat(path.join(binDir, b)).catch(() => null))) await fs.rm(path.join(binDir, b), { force: true });
-  }
-  await fs.symlink("node_modules/.bin", path.join(prod, "bin"));
+  await fs.mkdir(path.join(tree(prod), ".bin"), { recursive: true });
+  await fs.symlink(path.relative(prod, path.join(tree(prod), ".bin")), path.join(prod, "bin"));
   info(`Pruned devDependencies (${removed} packages) for launch`);
-  await linkModules(path.join(appDir, "node_modules"), path.join(prod, "node_modules"));
+  await linkModules(path.join(appDir, "node_modules"), tree(prod));
   await fs.writeFile(path.join(layersDir, "node_modules_prod.toml"), layerToml({ launch: true }));
 }
 

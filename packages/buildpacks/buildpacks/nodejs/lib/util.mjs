@@ -4,6 +4,9 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
+import { createWriteStream } from "node:fs";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 
 export const header = (s) => console.log(`-----> ${s}`);
 export const info = (s) => console.log(`       ${s}`);
@@ -129,6 +132,19 @@ export async function fetchOk(url, init = {}, timeoutMs = 60_000) {
   const res = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
   if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
   return res;
+}
+
+/** Downloads a registry `dist` (tarball + integrity) into `dir`; returns the file. */
+export async function download(dist, dir) {
+  const file = path.join(dir, path.basename(new URL(dist.tarball).pathname));
+  const res = await fetchOk(dist.tarball, {}, 300_000);
+  await pipeline(Readable.fromWeb(res.body), createWriteStream(file));
+  if (dist.integrity) {
+    const [algo, want] = dist.integrity.split(/-(.*)/s);
+    const got = createHash(algo).update(await fs.readFile(file)).digest("base64");
+    if (got !== want) throw new Error(`Integrity check failed for ${dist.tarball}`);
+  }
+  return file;
 }
 
 // ---------------------------------------------------------------- semver (node-semver's range grammar, releases only)
