@@ -7,6 +7,7 @@ set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have git || need+=(git)
+have curl || need+=(curl)
 have runc || need+=(runc)
 have docker-registry || need+=(docker-registry)
 have skopeo || need+=(skopeo)

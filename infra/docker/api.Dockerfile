@@ -29,7 +29,7 @@ FROM node:${NODE_VERSION}-bookworm-slim AS node
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git ca-certificates \
+ && apt-get install -y --no-install-recommends git curl ca-certificates \
  && rm -rf /var/lib/apt/lists/* /usr/share/doc /usr/share/man \
  && groupadd --gid 10001 berth && useradd --uid 10001 --gid 10001 --home-dir /data --no-create-home berth
 COPY --from=node /usr/local/bin/node /usr/local/bin/node

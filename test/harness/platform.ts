@@ -82,7 +82,6 @@ export async function startPlatform(opts: PlatformOptions<Runtime> = {}): Promis
     events,
     runtime,
     reposDir: join(dir, "repos"),
-    nodeBinary: process.execPath,
     internalUrl: () => apiUrl,
     internalToken,
     maxPushBytes: 50 * 1024 * 1024,

@@ -69,8 +69,6 @@ export function assembleApi(w: ApiWiring) {
 export interface PlatformApiWiring extends Omit<ApiWiring, "hooks" | "dynos"> {
   runtime: Runtime;
   reposDir: string;
-  /** Node binary the git hook runs on. */
-  nodeBinary: string;
   /** Where the API listens, for its own git hooks (loopback). */
   internalUrl: () => string;
   /** Secret shared with the router (route feed, wake) and git hooks. */
@@ -114,7 +112,7 @@ export function assemblePlatformApi(w: PlatformApiWiring) {
   const scaling = new Scaling({ db: w.db, runtime: w.runtime, deployer, routes: feed });
   const scheme = w.settings.baseDomain.endsWith("localhost") ? "http" : "https";
   const pipeline = new GitDeployPipeline({ db: w.db, events: w.events, sources: w.sources, buildLogs: assembled.buildLogs, deployer, logger: w.logger, publicUrl: w.settings.publicUrl, baseDomain: w.settings.baseDomain, webScheme: scheme });
-  const repos = new Repos({ root: w.reposDir, maxPushBytes: w.maxPushBytes, nodeBinary: w.nodeBinary });
+  const repos = new Repos({ root: w.reposDir, maxPushBytes: w.maxPushBytes });
   // Git and internal endpoints join the same Hono app; they need the deployer built above.
   mountGit(assembled.app, {
     db: w.db,

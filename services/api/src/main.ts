@@ -55,7 +55,6 @@ const platform = assemblePlatformApi({
   events,
   runtime,
   reposDir: join(config.dataDir, "repos"),
-  nodeBinary: process.execPath,
   internalUrl: () => config.apiUrl,
   internalToken: secrets.internalToken,
   maxPushBytes: config.BERTH_MAX_SOURCE_BYTES,
