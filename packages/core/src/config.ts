@@ -45,6 +45,8 @@ const schema = z.object({
   BERTH_BUILD_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
   BERTH_BUILD_TIMEOUT_SECONDS: seconds.default(900),
   BERTH_BOOT_TIMEOUT_SECONDS: seconds.default(60),
+  /** SIGTERM to SIGKILL when an instance stops (Heroku: 30 s). */
+  BERTH_STOP_GRACE_SECONDS: seconds.default(30),
   BERTH_MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
   BERTH_MAX_SOURCE_BYTES: z.coerce.number().int().min(1024).default(500 * 1024 * 1024),
   BERTH_MAX_IMAGE_BYTES: z.coerce.number().int().min(1024 * 1024).default(2 * 1024 * 1024 * 1024),

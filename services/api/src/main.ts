@@ -59,7 +59,7 @@ const platform = assemblePlatformApi({
   internalToken: secrets.internalToken,
   maxPushBytes: config.BERTH_MAX_SOURCE_BYTES,
   bootTimeoutMs: config.BERTH_BOOT_TIMEOUT_SECONDS * 1000,
-  graceMs: 10_000,
+  graceMs: config.BERTH_STOP_GRACE_SECONDS * 1000,
   releasePhaseTimeoutMs: 10 * 60_000,
   settings: {
     signupOpen: config.BERTH_SIGNUP === "open",
