@@ -44,6 +44,8 @@ export interface ExecResult {
   timedOut: boolean;
   /** True when output went over the cap and later lines were dropped. */
   truncated: boolean;
+  /** CFS throttling under a CPU limit (bwrapExec with `cpus`, where the cpu controller is writable). */
+  cpu?: { throttledPeriods: number; throttledMs: number };
 }
 
 export interface Exec {
@@ -111,6 +113,8 @@ export interface BwrapExecOptions extends SpawnExecOptions {
   memoryBytes?: number;
   /** Process limit, with the pids controller when writable. */
   pids?: number;
+  /** CPU limit in cores (fractions allowed), as a CFS quota with the cpu controller when writable. */
+  cpus?: number;
   /** Largest file a build may write (RLIMIT_FSIZE, via prlimit). Default 2 GiB. */
   maxFileBytes?: number;
   /** Share the host network (needed for npm/PyPI installs). Default true. */
@@ -156,7 +160,7 @@ export function bwrapExec(opts: BwrapExecOptions = {}): Exec {
       // bwrap runs as root so that it can bind any source; the build itself drops to uid/gid with no capabilities.
       args.push("--", "setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", ...req.argv);
 
-      const limits = await createCgroup(opts.cgroupRoot ?? "/sys/fs/cgroup", opts.memoryBytes, opts.pids);
+      const limits = await createCgroup(opts.cgroupRoot ?? "/sys/fs/cgroup", opts.memoryBytes, opts.pids, opts.cpus);
       try {
         // sh joins the cgroups, prlimit sets rlimits, bwrap builds the sandbox, setpriv drops to the build uid.
         const fsize = opts.maxFileBytes ?? 2 * 1024 * 1024 * 1024;
@@ -164,7 +168,8 @@ export function bwrapExec(opts: BwrapExecOptions = {}): Exec {
         const wrapped = ["-c", script, "sh", "prlimit", `--fsize=${fsize}`, "--core=0", "--nofile=8192", "--", bwrap, ...args];
         const res = await runProcess("/bin/sh", wrapped, { cwd: "/", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } }, req, opts.maxOutputBytes);
         if (limits.oomKilled && (await limits.oomKilled())) req.onLine(`Build ran out of memory (limit ${Math.round((opts.memoryBytes ?? 0) / 1048576)} MB).`);
-        return res;
+        const cpu = await limits.cpuThrottling?.();
+        return cpu ? { ...res, cpu } : res;
       } finally {
         await limits.remove();
       }
@@ -187,18 +192,26 @@ export async function bwrapAvailable(bwrap = "bwrap"): Promise<boolean> {
 interface Cgroup {
   procsFiles: string[];
   oomKilled?: () => Promise<boolean>;
+  cpuThrottling?: () => Promise<{ throttledPeriods: number; throttledMs: number } | undefined>;
   remove(): Promise<void>;
 }
 
-async function createCgroup(root: string, memoryBytes: number | undefined, pids: number | undefined): Promise<Cgroup> {
+async function createCgroup(root: string, memoryBytes: number | undefined, pids: number | undefined, cpus: number | undefined): Promise<Cgroup> {
   const made: string[] = [];
   const procsFiles: string[] = [];
   const name = `berth-build-${randomBytes(5).toString("hex")}`;
   let memDir: string | undefined;
+  let cpuDir: string | undefined;
   const v2 = await fs.access(path.join(root, "cgroup.controllers")).then(() => true, () => false);
   const want: [string, string, string][] = [];
   if (memoryBytes) want.push(v2 ? ["", "memory.max", String(memoryBytes)] : ["memory", "memory.limit_in_bytes", String(memoryBytes)]);
   if (pids) want.push(v2 ? ["", "pids.max", String(pids)] : ["pids", "pids.max", String(pids)]);
+  // CFS bandwidth: `cpus` cores' worth of each 100 ms period (v1 needs the period set before the quota).
+  const quota = cpus ? Math.max(1000, Math.round(cpus * 100_000)) : 0;
+  if (quota) {
+    if (v2) want.push(["", "cpu.max", `${quota} 100000`]);
+    else want.push(["cpu", "cpu.cfs_period_us", "100000"], ["cpu", "cpu.cfs_quota_us", String(quota)]);
+  }
   for (const [controller, file, value] of want) {
     const dir = path.join(root, controller, name);
     try {
@@ -209,6 +222,7 @@ async function createCgroup(root: string, memoryBytes: number | undefined, pids:
       }
       await fs.writeFile(path.join(dir, file), value);
       if (file.startsWith("memory")) memDir = dir;
+      if (file === "cpu.max" || file === "cpu.cfs_quota_us") cpuDir = dir;
     } catch {
       // No writable controller here: the limit is not enforced (documented in README).
     }
@@ -219,6 +233,16 @@ async function createCgroup(root: string, memoryBytes: number | undefined, pids:
       ? async () => {
           const events = await fs.readFile(path.join(memDir!, v2 ? "memory.events" : "memory.oom_control"), "utf8").catch(() => "");
           return /oom_kill [1-9]/.test(events);
+        }
+      : undefined,
+    cpuThrottling: cpuDir
+      ? async () => {
+          // v1: nr_throttled, throttled_time (ns); v2: nr_throttled, throttled_usec.
+          const stat = await fs.readFile(path.join(cpuDir!, "cpu.stat"), "utf8").catch(() => "");
+          const num = (k: string) => Number(new RegExp(`^${k} (\\d+)$`, "m").exec(stat)?.[1] ?? NaN);
+          const periods = num("nr_throttled");
+          const ms = v2 ? num("throttled_usec") / 1000 : num("throttled_time") / 1e6;
+          return Number.isFinite(periods) ? { throttledPeriods: periods, throttledMs: Number.isFinite(ms) ? Math.round(ms) : 0 } : undefined;
         }
       : undefined,
     async remove() {

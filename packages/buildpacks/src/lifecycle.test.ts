@@ -232,4 +232,23 @@ node -e 'console.log(process.version)' > node.out`,
     expect(res.layers.map((l) => l.name)).toEqual(["l"]);
     expect(launchEnv(res).PATH).toBe("/layers/t_box/l/bin:/usr/local/bin:/usr/bin:/bin");
   });
+
+  it.skipIf(!available)("holds a build to its CPU limit (CFS quota): a busy loop under 0.2 CPUs is throttled", async () => {
+    const run = (cpus: number | undefined) =>
+      bwrapExec(cpus === undefined ? {} : { cpus }).run({
+        // Busy for 0.6 s of wall time: far more than 20 ms of CPU in each 100 ms period.
+        argv: ["/bin/sh", "-c", `end=$(( $(date +%s%N) + 600000000 )); while [ "$(date +%s%N)" -lt "$end" ]; do :; done; echo done`],
+        cwd: "/",
+        env: { PATH: "/usr/bin:/bin" },
+        mounts: [],
+        timeoutMs: 20_000,
+        onLine: () => {},
+      });
+    const limited = await run(0.2);
+    expect(limited.code).toBe(0);
+    expect(limited.cpu?.throttledPeriods).toBeGreaterThan(0);
+    expect(limited.cpu?.throttledMs).toBeGreaterThan(0);
+    // Without a limit there is no CPU cgroup to report on.
+    expect((await run(undefined)).cpu).toBeUndefined();
+  });
 });

@@ -44,6 +44,10 @@ const schema = z.object({
   BERTH_REGISTRY_PASSWORD: z.string().optional(),
   BERTH_BUILD_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
   BERTH_BUILD_TIMEOUT_SECONDS: seconds.default(900),
+  /** Limits of each build's sandbox (cgroups; not enforced where no controller is writable). */
+  BERTH_BUILD_MEMORY_MB: z.coerce.number().int().min(64).default(2048),
+  BERTH_BUILD_CPUS: z.coerce.number().min(0.1).max(64).default(1),
+  BERTH_BUILD_PIDS: z.coerce.number().int().min(16).default(1024),
   BERTH_BOOT_TIMEOUT_SECONDS: seconds.default(60),
   /** SIGTERM to SIGKILL when an instance stops (Heroku: 30 s). */
   BERTH_STOP_GRACE_SECONDS: seconds.default(30),

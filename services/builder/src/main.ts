@@ -27,7 +27,9 @@ const service = new BuilderService(
     cacheDir: join(config.dataDir, "build-cache"),
     workDir: join(config.dataDir, "builds"),
     order: defaultOrder(),
-    exec: sandboxed ? bwrapExec({ passEnv: trustEnv(process.env) }) : spawnExec({ passEnv: trustEnv(process.env) }),
+    exec: sandboxed
+      ? bwrapExec({ passEnv: trustEnv(process.env), memoryBytes: config.BERTH_BUILD_MEMORY_MB * 1024 * 1024, cpus: config.BERTH_BUILD_CPUS, pids: config.BERTH_BUILD_PIDS })
+      : spawnExec({ passEnv: trustEnv(process.env) }),
     registry: config.BERTH_REGISTRY
       ? {
           host: config.BERTH_REGISTRY,
@@ -40,7 +42,11 @@ const service = new BuilderService(
   },
   { concurrency: config.BERTH_BUILD_CONCURRENCY, pollMs: 2000, reapEveryMs: 5000, staleMs: 30_000, maxAttempts: 2 },
 );
-logger.info("builder ready", { concurrency: config.BERTH_BUILD_CONCURRENCY, sandbox: sandboxed ? "bubblewrap" : "none" });
+logger.info("builder ready", {
+  concurrency: config.BERTH_BUILD_CONCURRENCY,
+  sandbox: sandboxed ? "bubblewrap" : "none",
+  limits: sandboxed ? { memory_mb: config.BERTH_BUILD_MEMORY_MB, cpus: config.BERTH_BUILD_CPUS, pids: config.BERTH_BUILD_PIDS } : "none",
+});
 
 const drain = async () => {
   await service.stop();
