@@ -151,34 +151,7 @@ export async function startPlatform(opts: PlatformOptions<Runtime> = {}): Promis
   let current = await bootRouter(0);
   const routerUrl = current.router.url;
 
-  const call: TestPlatform["call"] = async (method, path, o = {}) => {
-    const headers: Record<string, string> = { Accept: "application/vnd.heroku+json; version=3", ...o.headers };
-    if (o.token) headers.Authorization = `Bearer ${o.token}`;
-    const init: RequestInit = { method, headers };
-    if (o.body !== undefined) {
-      init.body = JSON.stringify(o.body);
-      headers["Content-Type"] = "application/json";
-    }
-    const res = await fetch(apiUrl + path, init);
-    const text = await res.text();
-    let body: unknown = text;
-    try {
-      body = text ? JSON.parse(text) : null;
-    } catch {
-      /* text */
-    }
-    return { status: res.status, body, headers: res.headers };
-  };
-  let n = 0;
-  const git: TestPlatform["git"] = async (repo, args) => {
-    try {
-      const r = await run("git", args, { cwd: repo, env: { ...process.env, GIT_TERMINAL_PROMPT: "0", GIT_CONFIG_NOSYSTEM: "1", HOME: dir }, maxBuffer: 16 * 1024 * 1024 });
-      return { code: 0, stdout: r.stdout, stderr: r.stderr };
-    } catch (e) {
-      const err = e as { code?: number; stdout?: string; stderr?: string };
-      return { code: typeof err.code === "number" ? err.code : 1, stdout: err.stdout ?? "", stderr: err.stderr ?? "" };
-    }
-  };
+  const client = clientFor(apiUrl, dir);
   return {
     apiUrl,
     routerUrl,
@@ -194,32 +167,9 @@ export async function startPlatform(opts: PlatformOptions<Runtime> = {}): Promis
     platform,
     db: data.db,
     dir,
-    call,
-    async user() {
-      const email = `dev${++n}-${Math.random().toString(36).slice(2, 7)}@example.test`;
-      const password = "correct horse battery";
-      await call("POST", "/users", { body: { email, password } });
-      const auth = await call("POST", "/oauth/authorizations", { headers: { Authorization: `Basic ${Buffer.from(`${email}:${password}`).toString("base64")}` }, body: {} });
-      const me = await call("GET", "/account", { token: auth.body.access_token.token });
-      return { token: auth.body.access_token.token as string, email, id: me.body.id as string };
-    },
+    ...client,
     get(host, path = "/", init = {}) {
       return viaRouter(routerUrl, host, path, init);
-    },
-    git,
-    async repo(files) {
-      const repo = await mkdtemp(join(dir, "src-"));
-      for (const [name, content] of Object.entries(files)) {
-        await mkdir(dirname(join(repo, name)), { recursive: true });
-        await writeFile(join(repo, name), content);
-      }
-      await git(repo, ["init", "-q", "-b", "main"]);
-      await git(repo, ["add", "-A"]);
-      await git(repo, ["-c", "user.email=t@example.test", "-c", "user.name=t", "commit", "-qm", "initial"]);
-      return repo;
-    },
-    remote(app, token) {
-      return `${apiUrl.replace("http://", `http://git:${token}@`)}/${app}.git`;
     },
     async close() {
       current.feed.close();
