@@ -300,14 +300,19 @@ function containerConfig(
   };
 }
 
+/** The container's cgroup directories by controller ("" for v2's unified one), from runc's state.json. */
+async function cgroupPaths(root: string, id: string): Promise<Record<string, string>> {
+  const state = JSON.parse(await fs.readFile(path.join(root, id, "state.json"), "utf8")) as { cgroup_paths?: Record<string, string> };
+  return state.cgroup_paths ?? {};
+}
+
 /**
  * The file and value that thaw the container's cgroup: freezer.state THAWED on cgroup v1,
- * cgroup.freeze 0 on v2; from runc's state.json. Undefined when runc's state cannot say.
+ * cgroup.freeze 0 on v2. Undefined when runc's state cannot say.
  */
 async function freezerThawFile(root: string, id: string): Promise<{ file: string; value: string } | undefined> {
   try {
-    const state = JSON.parse(await fs.readFile(path.join(root, id, "state.json"), "utf8")) as { cgroup_paths?: Record<string, string> };
-    const paths = state.cgroup_paths ?? {};
+    const paths = await cgroupPaths(root, id);
     if (paths.freezer) return { file: path.join(paths.freezer, "freezer.state"), value: "THAWED" };
     if (paths[""]) return { file: path.join(paths[""], "cgroup.freeze"), value: "0" };
   } catch {
@@ -319,8 +324,7 @@ async function freezerThawFile(root: string, id: string): Promise<{ file: string
 /** Whether the OOM killer struck in the (stopped, kept) container's memory cgroup. */
 async function oomKilled(root: string, id: string): Promise<boolean> {
   try {
-    const state = JSON.parse(await fs.readFile(path.join(root, id, "state.json"), "utf8")) as { cgroup_paths?: Record<string, string> };
-    const mem = state.cgroup_paths?.memory;
+    const mem = (await cgroupPaths(root, id)).memory;
     if (!mem) return false;
     const ctl = await fs.readFile(path.join(mem, "memory.oom_control"), "utf8");
     return Number(/oom_kill (\d+)/.exec(ctl)?.[1] ?? 0) > 0;
