@@ -12,7 +12,7 @@ import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { serve, type ServerType } from "@hono/node-server";
 import { silentLogger, systemClock, consoleLogger, type Logger } from "@berth/core";
-import { pgEventBus } from "@berth/db";
+import { appConfigVars, pgEventBus } from "@berth/db";
 import { createLocalRuntime, type LocalRuntime } from "@berth/runtime/local/index";
 import type { Runtime } from "@berth/runtime";
 import { createLocalBlobStore } from "@berth/blobstore/local/index";
@@ -115,6 +115,8 @@ export async function startPlatform(opts: PlatformOptions<Runtime> = {}): Promis
   const builder = new BuilderService(
     {
       db: data.db,
+      // The api's key ring: builds see the app's config vars as the api stored them.
+      configVars: appConfigVars(data.db, platform.keyring),
       events,
       queue: new BuildQueue(data.db, systemClock, `test-${process.pid}`),
       sources: blobs,

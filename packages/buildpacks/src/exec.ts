@@ -27,7 +27,11 @@ export interface ExecRequest {
   /** argv[0] is the executable, as the process sees it. */
   argv: string[];
   cwd: string;
-  /** The complete environment; implementations add only their `passEnv`. */
+  /**
+   * The complete environment; implementations add only their `passEnv`, which wins
+   * over a variable of the same name here (a config var cannot replace the
+   * platform's CA bundle or egress proxy).
+   */
   env: Record<string, string>;
   mounts: Mount[];
   timeoutMs: number;
@@ -44,8 +48,35 @@ export interface ExecResult {
   timedOut: boolean;
   /** True when output went over the cap and later lines were dropped. */
   truncated: boolean;
-  /** CFS throttling under a CPU limit (bwrapExec with `cpus`, where the cpu controller is writable). */
-  cpu?: { throttledPeriods: number; throttledMs: number };
+  /**
+   * CPU the process tree used and how long the CFS quota held it back, read from its
+   * cgroup before the cgroup is removed (a `cpus` limit in a writable cpu controller).
+   */
+  cpu?: CpuStats;
+  /** Limits asked for but not enforced, because no writable cgroup controller was found for them. */
+  unenforced?: LimitName[];
+}
+
+export interface CpuStats {
+  /** CPU time of every process of the run (cpuacct.usage, or usage_usec in v2); absent when not accounted. */
+  usageMs?: number;
+  /** CFS periods in which the quota ran out. */
+  throttledPeriods: number;
+  throttledMs: number;
+}
+
+export type LimitName = "memory" | "pids" | "cpu";
+
+/** Resource limits of each run, applied with a cgroup (v1 or v2) per run where the controller is writable. */
+export interface ExecLimits {
+  /** Memory limit in bytes (memory controller). */
+  memoryBytes?: number;
+  /** Process limit (pids controller). */
+  pids?: number;
+  /** CPU limit in cores, fractions allowed: a CFS quota of that many cores' time per 100 ms period (cpu controller). */
+  cpus?: number;
+  /** cgroup root, for tests. Default /sys/fs/cgroup. */
+  cgroupRoot?: string;
 }
 
 export interface Exec {
@@ -54,7 +85,7 @@ export interface Exec {
   run(req: ExecRequest): Promise<ExecResult>;
 }
 
-export interface SpawnExecOptions {
+export interface SpawnExecOptions extends ExecLimits {
   /**
    * Host variables every buildpack process gets, e.g. CA bundle locations
    * (NODE_EXTRA_CA_CERTS, SSL_CERT_FILE, PIP_CERT) or an egress proxy. Never
@@ -93,13 +124,18 @@ export function trustEnv(from: Record<string, string | undefined>): Record<strin
 /**
  * Runs buildpack executables as plain child processes with exactly the given
  * environment (plus passEnv), a timeout that kills the whole process group, and
- * an output cap. No filesystem isolation: use only with trusted buildpacks, or
- * when the whole builder already runs inside a sandbox.
+ * an output cap; with limits, in cgroups as bwrapExec does. No filesystem
+ * isolation: use only with trusted buildpacks, or when the whole builder already
+ * runs inside a sandbox.
  */
 export function spawnExec(opts: SpawnExecOptions = {}): Exec {
   return {
     remapsPaths: false,
-    run: (req) => runProcess(req.argv[0]!, req.argv.slice(1), { cwd: req.cwd, env: { ...opts.passEnv, ...req.env } }, req, opts.maxOutputBytes),
+    async run(req) {
+      const env = { ...req.env, ...opts.passEnv };
+      if (!hasLimits(opts)) return runProcess(req.argv[0]!, req.argv.slice(1), { cwd: req.cwd, env }, req, opts.maxOutputBytes);
+      return withCgroup(opts, req, (cg) => runProcess("/bin/sh", ["-c", joinScript(cg), "sh", ...req.argv], { cwd: req.cwd, env }, req, opts.maxOutputBytes));
+    },
   };
 }
 
@@ -109,18 +145,10 @@ export interface BwrapExecOptions extends SpawnExecOptions {
   /** Host uid/gid the build runs as. Default 65534 (nobody). Writable mounts are chowned to it. */
   uid?: number;
   gid?: number;
-  /** Memory limit in bytes, enforced with a cgroup v1/v2 memory controller when one is writable. */
-  memoryBytes?: number;
-  /** Process limit, with the pids controller when writable. */
-  pids?: number;
-  /** CPU limit in cores (fractions allowed), as a CFS quota with the cpu controller when writable. */
-  cpus?: number;
   /** Largest file a build may write (RLIMIT_FSIZE, via prlimit). Default 2 GiB. */
   maxFileBytes?: number;
   /** Share the host network (needed for npm/PyPI installs). Default true. */
   network?: boolean;
-  /** cgroup v1 root, for tests. Default /sys/fs/cgroup. */
-  cgroupRoot?: string;
 }
 
 /**
@@ -155,26 +183,63 @@ export function bwrapExec(opts: BwrapExecOptions = {}): Exec {
       for (const m of mounts) for (let d = path.posix.dirname(m.target); d !== "/" && !isSystemDir(d); d = path.posix.dirname(d)) dirs.add(d);
       for (const d of [...dirs].sort((a, b) => a.split("/").length - b.split("/").length)) args.push("--perms", "0755", "--dir", d);
       for (const m of mounts) args.push(m.writable ? "--bind" : "--ro-bind", m.source, m.target);
-      args.push("--chdir", req.cwd, "--clearenv");
-      for (const [k, v] of Object.entries({ ...opts.passEnv, ...req.env })) args.push("--setenv", k, v);
+      // The environment is applied after the privilege drop, from a file only the sandbox sees:
+      // setpriv runs as root, so LD_PRELOAD or LD_LIBRARY_PATH (a config var, a layer's lib/ or
+      // env/ files) must not reach it, and config var values must not appear in any process's
+      // argv on the host. bwrap's own arguments (with the host paths) come through --args.
+      args.push("--chdir", req.cwd, "--perms", "0444", "--ro-bind-data", "4", SANDBOX_ENV_FILE, "--clearenv", "--setenv", "PATH", SYSTEM_PATH);
+      const envFile = shellEnvFile({ ...req.env, ...opts.passEnv });
       // bwrap runs as root so that it can bind any source; the build itself drops to uid/gid with no capabilities.
-      args.push("--", "setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", ...req.argv);
-
-      const limits = await createCgroup(opts.cgroupRoot ?? "/sys/fs/cgroup", opts.memoryBytes, opts.pids, opts.cpus);
-      try {
+      const command = ["--", "setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", "/bin/sh", "-c", `. ${SANDBOX_ENV_FILE} && exec "$@"`, "sh", ...req.argv];
+      return withCgroup(opts, req, (cg) => {
         // sh joins the cgroups, prlimit sets rlimits, bwrap builds the sandbox, setpriv drops to the build uid.
         const fsize = opts.maxFileBytes ?? 2 * 1024 * 1024 * 1024;
-        const script = `${limits.procsFiles.map((f) => `echo $$ > '${f}' && `).join("")}exec "$@"`;
-        const wrapped = ["-c", script, "sh", "prlimit", `--fsize=${fsize}`, "--core=0", "--nofile=8192", "--", bwrap, ...args];
-        const res = await runProcess("/bin/sh", wrapped, { cwd: "/", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } }, req, opts.maxOutputBytes);
-        if (limits.oomKilled && (await limits.oomKilled())) req.onLine(`Build ran out of memory (limit ${Math.round((opts.memoryBytes ?? 0) / 1048576)} MB).`);
-        const cpu = await limits.cpuThrottling?.();
-        return cpu ? { ...res, cpu } : res;
-      } finally {
-        await limits.remove();
-      }
+        const wrapped = ["-c", joinScript(cg), "sh", "prlimit", `--fsize=${fsize}`, "--core=0", "--nofile=8192", "--", bwrap, "--args", "3", ...command];
+        return runProcess("/bin/sh", wrapped, { cwd: "/", env: { PATH: SYSTEM_PATH }, fds: [args.map((a) => a + "\0").join(""), envFile] }, req, opts.maxOutputBytes);
+      });
     },
   };
+}
+
+const SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
+/** Where the sandbox finds the run's environment (sourced by sh after setpriv). */
+const SANDBOX_ENV_FILE = "/cnb/.env";
+
+/**
+ * `export NAME='value'` lines for sh. Names a shell cannot export (e.g. with a dot or
+ * a dash) are left out; values are single-quoted, so any byte but NUL survives.
+ */
+function shellEnvFile(env: Record<string, string>): string {
+  let out = "";
+  for (const [k, v] of Object.entries(env)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) || v.includes("\0")) continue;
+    out += `export ${k}='${v.replace(/'/g, `'\\''`)}'\n`;
+  }
+  return out;
+}
+
+/** A shell prefix that moves the shell into the run's cgroups, then execs its arguments. */
+function joinScript(cg: Cgroup): string {
+  return `${cg.procsFiles.map((f) => `echo $$ > '${f}' && `).join("")}exec "$@"`;
+}
+
+const hasLimits = (l: ExecLimits) => Boolean(l.memoryBytes || l.pids || l.cpus);
+
+/**
+ * Runs `start` with a fresh cgroup for the run's limits, then reports what the
+ * cgroup saw (OOM kill, CPU use and throttling, limits it could not apply) and
+ * removes it.
+ */
+async function withCgroup(limits: ExecLimits, req: ExecRequest, start: (cg: Cgroup) => Promise<ExecResult>): Promise<ExecResult> {
+  const cg = await createCgroup(limits.cgroupRoot ?? "/sys/fs/cgroup", limits);
+  try {
+    const res = await start(cg);
+    if (cg.oomKilled && (await cg.oomKilled())) req.onLine(`Build ran out of memory (limit ${Math.round((limits.memoryBytes ?? 0) / 1048576)} MB).`);
+    const cpu = await cg.cpuStats?.();
+    return { ...res, ...(cpu ? { cpu } : {}), ...(cg.unenforced.length ? { unenforced: cg.unenforced } : {}) };
+  } finally {
+    await cg.remove();
+  }
 }
 
 const isSystemDir = (d: string) => ["/usr", "/etc", "/tmp", "/proc", "/dev"].some((s) => d === s || d.startsWith(s + "/"));
@@ -191,58 +256,77 @@ export async function bwrapAvailable(bwrap = "bwrap"): Promise<boolean> {
 
 interface Cgroup {
   procsFiles: string[];
+  unenforced: LimitName[];
   oomKilled?: () => Promise<boolean>;
-  cpuThrottling?: () => Promise<{ throttledPeriods: number; throttledMs: number } | undefined>;
+  cpuStats?: () => Promise<CpuStats | undefined>;
   remove(): Promise<void>;
 }
 
-async function createCgroup(root: string, memoryBytes: number | undefined, pids: number | undefined, cpus: number | undefined): Promise<Cgroup> {
+/**
+ * Makes the cgroups of one run. v1 (one hierarchy per controller): memory, pids and
+ * cpu directories, plus cpuacct for the CPU time where it is a separate hierarchy
+ * (Debian mounts cpu,cpuacct together; some hosts mount them apart). v2: one
+ * directory, after asking the root to delegate the controllers. A limit whose
+ * controller cannot be made or written is reported in `unenforced`, never dropped
+ * silently.
+ */
+async function createCgroup(root: string, limits: ExecLimits): Promise<Cgroup> {
   const made: string[] = [];
   const procsFiles: string[] = [];
+  const unenforced: LimitName[] = [];
   const name = `berth-build-${randomBytes(5).toString("hex")}`;
-  let memDir: string | undefined;
-  let cpuDir: string | undefined;
   const v2 = await fs.access(path.join(root, "cgroup.controllers")).then(() => true, () => false);
-  const want: [string, string, string][] = [];
-  if (memoryBytes) want.push(v2 ? ["", "memory.max", String(memoryBytes)] : ["memory", "memory.limit_in_bytes", String(memoryBytes)]);
-  if (pids) want.push(v2 ? ["", "pids.max", String(pids)] : ["pids", "pids.max", String(pids)]);
-  // CFS bandwidth: `cpus` cores' worth of each 100 ms period (v1 needs the period set before the quota).
-  const quota = cpus ? Math.max(1000, Math.round(cpus * 100_000)) : 0;
-  if (quota) {
-    if (v2) want.push(["", "cpu.max", `${quota} 100000`]);
-    else want.push(["cpu", "cpu.cfs_period_us", "100000"], ["cpu", "cpu.cfs_quota_us", String(quota)]);
-  }
-  for (const [controller, file, value] of want) {
+  const dirOf = async (controller: string): Promise<string> => {
     const dir = path.join(root, controller, name);
-    try {
-      if (!made.includes(dir)) {
-        await fs.mkdir(dir);
-        made.push(dir);
-        procsFiles.push(path.join(dir, "cgroup.procs"));
-      }
-      await fs.writeFile(path.join(dir, file), value);
-      if (file.startsWith("memory")) memDir = dir;
-      if (file === "cpu.max" || file === "cpu.cfs_quota_us") cpuDir = dir;
-    } catch {
-      // No writable controller here: the limit is not enforced (documented in README).
+    if (!made.includes(dir)) {
+      await fs.mkdir(dir);
+      made.push(dir);
+      procsFiles.push(path.join(dir, "cgroup.procs"));
     }
+    return dir;
+  };
+  const apply = async (limit: LimitName, controller: string, files: [string, string][]): Promise<string | undefined> => {
+    try {
+      if (v2) await fs.appendFile(path.join(root, "cgroup.subtree_control"), `+${controller}`).catch(() => {});
+      const dir = await dirOf(v2 ? "" : controller);
+      for (const [file, value] of files) await fs.writeFile(path.join(dir, file), value);
+      return dir;
+    } catch {
+      unenforced.push(limit);
+      return undefined;
+    }
+  };
+  const memDir = limits.memoryBytes ? await apply("memory", "memory", [[v2 ? "memory.max" : "memory.limit_in_bytes", String(limits.memoryBytes)]]) : undefined;
+  if (limits.pids) await apply("pids", "pids", [["pids.max", String(limits.pids)]]);
+  // CFS bandwidth: `cpus` cores' worth of each 100 ms period (v1 needs the period set before the quota).
+  const quota = limits.cpus ? Math.max(1000, Math.round(limits.cpus * 100_000)) : 0;
+  const cpuDir = quota ? await apply("cpu", "cpu", v2 ? [["cpu.max", `${quota} 100000`]] : [["cpu.cfs_period_us", "100000"], ["cpu.cfs_quota_us", String(quota)]]) : undefined;
+  let acctFile: string | undefined;
+  if (cpuDir && v2) acctFile = path.join(cpuDir, "cpu.stat");
+  else if (cpuDir) {
+    const [cpuRoot, acctRoot] = await Promise.all([fs.realpath(path.join(root, "cpu")), fs.realpath(path.join(root, "cpuacct")).catch(() => "")]);
+    if (acctRoot === cpuRoot) acctFile = path.join(cpuDir, "cpuacct.usage");
+    else if (acctRoot) acctFile = await dirOf("cpuacct").then((d) => path.join(d, "cpuacct.usage"), () => undefined);
   }
   return {
     procsFiles,
+    unenforced,
     oomKilled: memDir
       ? async () => {
-          const events = await fs.readFile(path.join(memDir!, v2 ? "memory.events" : "memory.oom_control"), "utf8").catch(() => "");
+          const events = await fs.readFile(path.join(memDir, v2 ? "memory.events" : "memory.oom_control"), "utf8").catch(() => "");
           return /oom_kill [1-9]/.test(events);
         }
       : undefined,
-    cpuThrottling: cpuDir
+    cpuStats: cpuDir
       ? async () => {
-          // v1: nr_throttled, throttled_time (ns); v2: nr_throttled, throttled_usec.
-          const stat = await fs.readFile(path.join(cpuDir!, "cpu.stat"), "utf8").catch(() => "");
+          // v1: cpu.stat nr_throttled, throttled_time (ns), cpuacct.usage (ns); v2: cpu.stat nr_throttled, throttled_usec, usage_usec.
+          const stat = await fs.readFile(path.join(cpuDir, "cpu.stat"), "utf8").catch(() => "");
           const num = (k: string) => Number(new RegExp(`^${k} (\\d+)$`, "m").exec(stat)?.[1] ?? NaN);
           const periods = num("nr_throttled");
+          if (!Number.isFinite(periods)) return undefined;
           const ms = v2 ? num("throttled_usec") / 1000 : num("throttled_time") / 1e6;
-          return Number.isFinite(periods) ? { throttledPeriods: periods, throttledMs: Number.isFinite(ms) ? Math.round(ms) : 0 } : undefined;
+          const usage = v2 ? num("usage_usec") / 1000 : acctFile ? Number((await fs.readFile(acctFile, "utf8").catch(() => "")).trim() || NaN) / 1e6 : NaN;
+          return { throttledPeriods: periods, throttledMs: Number.isFinite(ms) ? Math.round(ms) : 0, ...(Number.isFinite(usage) ? { usageMs: Math.round(usage) } : {}) };
         }
       : undefined,
     async remove() {
@@ -279,19 +363,27 @@ async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
 function runProcess(
   file: string,
   args: string[],
-  o: { cwd: string; env: Record<string, string> },
+  o: { cwd: string; env: Record<string, string>; fds?: string[] },
   req: ExecRequest,
   maxOutputBytes = 8 * 1024 * 1024,
 ): Promise<ExecResult> {
   return new Promise((resolve) => {
     let child: ChildProcess;
+    const fds = o.fds ?? [];
     try {
-      child = spawn(file, args, { cwd: o.cwd, env: o.env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+      child = spawn(file, args, { cwd: o.cwd, env: o.env, stdio: ["ignore", "pipe", "pipe", ...fds.map(() => "pipe" as const)], detached: true });
     } catch (e) {
       req.onLine(`failed to start ${file}: ${(e as Error).message}`);
       resolve({ code: 127, signal: null, timedOut: false, truncated: false });
       return;
     }
+    // Data the child reads from fds 3… (bwrap's --args and --ro-bind-data). A child that
+    // exits without reading resets the socket: not an error of ours, its exit code says why.
+    fds.forEach((data, i) => {
+      const s = child.stdio[3 + i] as NodeJS.WritableStream & NodeJS.EventEmitter;
+      s.on("error", () => {});
+      s.end(data);
+    });
     let outBytes = 0;
     let truncated = false;
     let timedOut = false;

@@ -5,10 +5,10 @@ import { fileURLToPath } from "node:url";
 import type { Order } from "./lifecycle.ts";
 
 export { extractTarball, DEFAULT_EXTRACT_LIMITS, type ExtractLimits, type ExtractResult } from "./extract.ts";
-export { build, detect, readBuildpack, readProcfile, applyEnv, escapeId } from "./lifecycle.ts";
+export { build, detect, readBuildpack, readProcfile, applyEnv, escapeId, USER_ENV_RESERVED } from "./lifecycle.ts";
 export type { BuildpackRef, Order, BuildpackInfo, LayerResult, ProcessType, EnvOp, BuildResult, LifecycleOptions, DetectResult } from "./lifecycle.ts";
 export { spawnExec, bwrapExec, bwrapAvailable, trustEnv, TRUST_ENV_NAMES } from "./exec.ts";
-export type { Exec, ExecRequest, ExecResult, Mount, SpawnExecOptions, BwrapExecOptions } from "./exec.ts";
+export type { Exec, ExecRequest, ExecResult, ExecLimits, CpuStats, LimitName, Mount, SpawnExecOptions, BwrapExecOptions } from "./exec.ts";
 export { launchEnv, launchCommand, layerPath, baseLaunchEnv, IMAGE_LAYOUT, type ImageLayout, type LaunchEnvOptions } from "./launch-env.ts";
 export { parseToml, stringifyToml, type TomlTable, type TomlValue } from "./toml.ts";
 

@@ -20,10 +20,11 @@ afterEach(async () => {
 });
 
 /** A fake buildpack made of shell scripts. */
-async function bp(id: string, o: { detect: string; build?: string; detects?: string }): Promise<string> {
+async function bp(id: string, o: { detect: string; build?: string; detects?: string; clearEnv?: boolean }): Promise<string> {
   const dir = path.join(bps, id.replace(/\//g, "_"));
   await fs.mkdir(path.join(dir, "bin"), { recursive: true });
-  await fs.writeFile(path.join(dir, "buildpack.toml"), `api = "0.10"\n[buildpack]\nid = "${id}"\nversion = "1.2.3"\nname = "${id} pack"\n[metadata]\ndetects = "${o.detects ?? "something"}"\n`);
+  const clear = o.clearEnv ? "clear-env = true\n" : "";
+  await fs.writeFile(path.join(dir, "buildpack.toml"), `api = "0.10"\n[buildpack]\nid = "${id}"\nversion = "1.2.3"\nname = "${id} pack"\n${clear}[metadata]\ndetects = "${o.detects ?? "something"}"\n`);
   await fs.writeFile(path.join(dir, "bin", "detect"), `#!/bin/sh\nplan="$CNB_BUILD_PLAN_PATH"\n${o.detect}\n`, { mode: 0o755 });
   await fs.writeFile(path.join(dir, "bin", "build"), `#!/bin/sh\nset -e\nL="$CNB_LAYERS_DIR"\n${o.build ?? "true"}\n`, { mode: 0o755 });
   return dir;
@@ -41,6 +42,12 @@ function opts(order: Order, lines: string[] = []): LifecycleOptions {
 }
 
 const app = (f: string, body = "") => fs.writeFile(path.join(root, "workspace", f), body);
+
+/** Config vars as the builder writes them: <platform>/env/<NAME>. */
+async function configVars(o: LifecycleOptions, vars: Record<string, string>): Promise<void> {
+  await fs.mkdir(path.join(o.platformDir, "env"), { recursive: true });
+  for (const [k, v] of Object.entries(vars)) await fs.writeFile(path.join(o.platformDir, "env", k), v);
+}
 
 describe("detect", () => {
   it("picks the first group whose required buildpacks pass, dropping failed optional ones", async () => {
@@ -91,22 +98,59 @@ describe("detect", () => {
 });
 
 describe("build", () => {
-  it("gives buildpacks a scrubbed environment; config vars only as platform files", async () => {
+  it("gives buildpacks a scrubbed environment: no host variables, and the platform's trust variables win over config vars", async () => {
     process.env.BERTH_TEST_HOST_SECRET = "host-secret";
     try {
-      const a = await bp("t/env", { detect: "exit 0", build: `env | sort > "$CNB_APP_DIR/env.out"; cat "$CNB_PLATFORM_DIR/env/DATABASE_URL" > "$CNB_APP_DIR/platform.out"` });
+      const a = await bp("t/env", { detect: "exit 0", build: `env | sort > "$CNB_APP_DIR/env.out"` });
       const o = opts([[{ dir: a }]]);
-      await fs.mkdir(path.join(o.platformDir, "env"), { recursive: true });
-      await fs.writeFile(path.join(o.platformDir, "env", "DATABASE_URL"), "postgres://secret");
+      await configVars(o, { NODE_EXTRA_CA_CERTS: "/app-supplied.pem" });
       await build({ ...o, exec: spawnExec({ passEnv: { NODE_EXTRA_CA_CERTS: "/ca.pem" } }) });
       const env = await fs.readFile(path.join(o.appDir, "env.out"), "utf8");
-      expect(env).not.toMatch(/host-secret|postgres:\/\/secret|DATABASE_URL/);
+      expect(env).not.toMatch(/host-secret|BERTH_TEST_HOST_SECRET|app-supplied/);
       expect(env).toMatch(/^NODE_EXTRA_CA_CERTS=\/ca.pem$/m);
       expect(env).toMatch(/^CNB_LAYERS_DIR=.*layers\/t_env$/m);
-      expect(await fs.readFile(path.join(o.appDir, "platform.out"), "utf8")).toBe("postgres://secret");
     } finally {
       delete process.env.BERTH_TEST_HOST_SECRET;
     }
+  });
+
+  it("sets config vars in bin/detect and bin/build, over earlier layers' env, except for a clear-env buildpack", async () => {
+    // Detection itself depends on the variable: each passes only if it sees what it should.
+    const layer = await bp("t/layer", { detect: "exit 0", build: `mkdir -p "$L/tool/env"; printf layer > "$L/tool/env/MODE"; printf '[types]\\nbuild = true\\n' > "$L/tool.toml"` });
+    const echo = await bp("t/echo", { detect: `[ "$GREETING" = "hello world" ] || exit 100`, build: `echo "build sees $GREETING, mode $MODE"` });
+    const clear = await bp("t/clear", {
+      clearEnv: true,
+      detect: `[ -z "\${GREETING+set}" ] || exit 100`,
+      build: `echo "clear-env sees [\${GREETING:-}] and mode $MODE; the file says $(cat "$CNB_PLATFORM_DIR/env/GREETING")"`,
+    });
+    const lines: string[] = [];
+    const o = opts([[{ dir: layer }, { dir: echo }, { dir: clear }]], lines);
+    await configVars(o, { GREETING: "hello world", MODE: "user" });
+    const res = await build(o);
+    expect(res.buildpacks.map((b) => b.id)).toEqual(["t/layer", "t/echo", "t/clear"]);
+    expect(lines).toContain("       build sees hello world, mode user");
+    // clear-env: no user variables, but the environment built from earlier layers stays.
+    expect(lines).toContain("       clear-env sees [] and mode layer; the file says hello world");
+    expect(lines.some((l) => l.includes("Not set in the build environment"))).toBe(false);
+  });
+
+  it("does not let config vars replace the names the lifecycle sets (CNB_*, PATH, HOME, LD_*), and says so once", async () => {
+    const a = await bp("t/reserved", { detect: "exit 0", build: `echo "layers $CNB_LAYERS_DIR"; echo "home $HOME"; echo "path $PATH"; echo "preload [\${LD_PRELOAD:-}]"; echo "kept $KEPT"` });
+    const b = await bp("t/second", { detect: "exit 0", build: "true" });
+    const lines: string[] = [];
+    const o = opts([[{ dir: a }, { dir: b }]], lines);
+    await configVars(o, { CNB_LAYERS_DIR: "/elsewhere", PATH: "/nowhere", HOME: "/root", LD_PRELOAD: "/workspace/evil.so", KEPT: "yes", BINARY: "a\0b" });
+    await build(o);
+    expect(lines).toContain(`       layers ${path.join(root, "layers", "t_reserved")}`);
+    expect(lines.find((l) => l.startsWith("       home "))).not.toBe("       home /root");
+    expect(lines.find((l) => l.startsWith("       path "))).toMatch(/^ {7}path \/.*:\/usr\/local\/bin:\/usr\/bin:\/bin$/);
+    expect(lines).toContain("       preload []");
+    expect(lines).toContain("       kept yes");
+    // Names only, never values; one line for the whole build, whatever the number of buildpacks.
+    const notice = lines.filter((l) => l.includes("Not set in the build environment"));
+    expect(notice).toEqual([
+      "       Not set in the build environment: BINARY (contains a NUL byte), CNB_LAYERS_DIR (set by the platform), HOME (set by the platform), LD_PRELOAD (set by the platform), PATH (set by the platform); buildpacks can read them in $CNB_PLATFORM_DIR/env.",
+    ]);
   });
 
   it("collects processes from launch.toml, the Procfile winning, and streams Heroku-style output", async () => {
@@ -233,6 +277,18 @@ node -e 'console.log(process.version)' > node.out`,
     expect(launchEnv(res).PATH).toBe("/layers/t_box/l/bin:/usr/local/bin:/usr/bin:/bin");
   });
 
+  it.skipIf(!available)("hands config vars to the sandboxed buildpack byte for byte (quotes, newlines, $)", async () => {
+    const tricky = `it's "$HOME" \\ \`x\`\nsecond line\n`;
+    const a = await bp("t/boxenv", { detect: `[ "$GREETING" = hi ] || exit 100`, build: `printf '%s' "$TRICKY" > tricky.out; env > env.out` });
+    const o = opts([[{ dir: a }]]);
+    await configVars(o, { GREETING: "hi", TRICKY: tricky, "BAD-NAME": "x" });
+    await build({ ...o, exec: bwrapExec() });
+    expect(await fs.readFile(path.join(root, "workspace", "tricky.out"), "utf8")).toBe(tricky);
+    // Only what the lifecycle set, the config vars and the shell's PWD: nothing of the host or of bwrap.
+    const names = (await fs.readFile(path.join(root, "workspace", "env.out"), "utf8")).split("\n").filter((l) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(l)).map((l) => l.slice(0, l.indexOf("=")));
+    expect(names.filter((n) => !n.startsWith("CNB_")).sort()).toEqual(["GREETING", "HOME", "LANG", "PATH", "PWD", "TRICKY"]);
+  });
+
   it.skipIf(!available)("holds a build to its CPU limit (CFS quota): a busy loop under 0.1 CPUs is throttled", async () => {
     const run = (cpus: number | undefined) =>
       bwrapExec(cpus === undefined ? {} : { cpus }).run({
@@ -249,7 +305,36 @@ node -e 'console.log(process.version)' > node.out`,
     expect(limited.code).toBe(0);
     expect(limited.cpu?.throttledPeriods).toBeGreaterThan(0);
     expect(limited.cpu?.throttledMs).toBeGreaterThan(0);
+    expect(limited.cpu?.usageMs).toBeGreaterThan(0);
+    expect(limited.unenforced).toBeUndefined();
     // Without a limit there is no CPU cgroup to report on.
     expect((await run(undefined)).cpu).toBeUndefined();
+  });
+
+  it.skipIf(!available)("the plain-process fallback gets the same cgroup limits", async () => {
+    const res = await spawnExec({ cpus: 0.1 }).run({
+      argv: ["/bin/sh", "-c", `i=0; while [ "$i" -lt 60000 ]; do i=$((i + 1)); done`],
+      cwd: "/",
+      env: { PATH: "/usr/bin:/bin" },
+      mounts: [],
+      timeoutMs: 20_000,
+      onLine: () => {},
+    });
+    expect(res.code).toBe(0);
+    expect(res.cpu?.throttledPeriods).toBeGreaterThan(0);
+  });
+
+  it.skipIf(!available)("reports limits it cannot enforce (no writable controller) instead of dropping them", async () => {
+    const res = await bwrapExec({ memoryBytes: 256 * 1024 * 1024, pids: 64, cpus: 1, cgroupRoot: path.join(root, "no-cgroups-here") }).run({
+      argv: ["/bin/true"],
+      cwd: "/",
+      env: { PATH: "/usr/bin:/bin" },
+      mounts: [],
+      timeoutMs: 20_000,
+      onLine: () => {},
+    });
+    expect(res.code).toBe(0);
+    expect(res.unenforced).toEqual(["memory", "pids", "cpu"]);
+    expect(res.cpu).toBeUndefined();
   });
 });

@@ -8,6 +8,9 @@
  *   exit 0 pass, 100 fail, anything else errors the build. Plans with [[provides]],
  *   [[requires]] and [[or]] alternatives are resolved per group; optional buildpacks
  *   that fail or cannot fit the plan drop out.
+ * - user-provided env: <platform>/env/<NAME> files (the app's config vars) are also set in
+ *   the environment of bin/detect and bin/build unless buildpack.toml has
+ *   `[buildpack] clear-env = true`; names the lifecycle owns (USER_ENV_RESERVED) are not.
  * - build: bin/build with CNB_LAYERS_DIR, CNB_PLATFORM_DIR, CNB_BP_PLAN_PATH; layers
  *   are <layers>/<id>/<name>/ with <name>.toml [types] launch/build/cache and [metadata];
  *   launch.toml [[processes]]; layer bin/, lib/, env/, env.build/, env.launch/.
@@ -40,6 +43,8 @@ export interface BuildpackInfo {
   /** What detection looks for, for the no-match message ([metadata] detects). */
   detects: string;
   dir: string;
+  /** `[buildpack] clear-env = true`: config vars only as <platform>/env files, not in the environment. */
+  clearEnv: boolean;
 }
 
 export interface LayerResult {
@@ -85,7 +90,7 @@ export interface LifecycleOptions {
   appDir: string;
   /** Must be a sibling of appDir named "layers", as in the image (/workspace, /layers). */
   layersDir: string;
-  /** Holds env/<NAME> files with the app's config vars. */
+  /** Holds env/<NAME> files with the app's config vars (read once, when the run starts). */
   platformDir: string;
   cacheDir: string;
   order: Order;
@@ -126,6 +131,7 @@ export async function readBuildpack(dir: string): Promise<BuildpackInfo> {
     name: typeof bp.name === "string" ? bp.name : id,
     detects: typeof meta.detects === "string" ? meta.detects : "its own detection rules",
     dir: path.resolve(dir),
+    clearEnv: bp["clear-env"] === true,
   };
 }
 
@@ -151,6 +157,8 @@ interface Run {
   exec: Exec;
   tmp: string;
   line: (l: string) => void;
+  /** The user-provided variables set in the environment of buildpacks without clear-env. */
+  userEnv: Record<string, string>;
 }
 
 /** Runs detection, then builds with the winning group. Throws BerthError("build_failed") for user failures. */
@@ -162,11 +170,12 @@ export async function build(o: LifecycleOptions): Promise<BuildResult> {
   }
   const opts = { ...o, appDir, layersDir, platformDir: path.resolve(o.platformDir), cacheDir: path.resolve(o.cacheDir) };
   const tmp = await fs.mkdtemp(path.join(o.tmpDir ?? os.tmpdir(), "berth-lifecycle-"));
-  const run: Run = { o: opts, exec: o.exec ?? spawnExec(), tmp, line: o.onLine ?? (() => {}) };
+  const run: Run = { o: opts, exec: o.exec ?? spawnExec(), tmp, line: o.onLine ?? (() => {}), userEnv: {} };
   try {
     await fs.mkdir(layersDir, { recursive: true });
     await fs.mkdir(opts.cacheDir, { recursive: true });
     await fs.mkdir(path.join(opts.platformDir, "env"), { recursive: true });
+    run.userEnv = await readUserEnv(opts.platformDir, run.line);
     await fs.mkdir(path.join(tmp, "home"), { recursive: true });
     await fs.mkdir(path.join(tmp, "tools"), { recursive: true });
     await fs.symlink(o.node ?? process.execPath, path.join(tmp, "tools", "node"));
@@ -185,7 +194,8 @@ export async function detect(o: LifecycleOptions): Promise<DetectResult> {
     await fs.mkdir(path.join(tmp, "tools"));
     await fs.symlink(o.node ?? process.execPath, path.join(tmp, "tools", "node"));
     await fs.mkdir(path.join(o.platformDir, "env"), { recursive: true });
-    const run: Run = { o: { ...o, appDir: path.resolve(o.appDir), platformDir: path.resolve(o.platformDir) }, exec: o.exec ?? spawnExec(), tmp, line: o.onLine ?? (() => {}) };
+    const line = o.onLine ?? (() => {});
+    const run: Run = { o: { ...o, appDir: path.resolve(o.appDir), platformDir: path.resolve(o.platformDir) }, exec: o.exec ?? spawnExec(), tmp, line, userEnv: await readUserEnv(o.platformDir, line) };
     return await detectWith(run);
   } finally {
     await fs.rm(tmp, { recursive: true, force: true });
@@ -236,7 +246,7 @@ async function detectOne(run: Run, bp: BuildpackInfo): Promise<Detected | null> 
   const res = await run.exec.run({
     argv: [path.posix.join(v.buildpack, "bin", "detect"), v.platform, planFile],
     cwd: v.app,
-    env: baseEnv(run, v, { CNB_PLATFORM_DIR: v.platform, CNB_BUILD_PLAN_PATH: planFile, CNB_BUILDPACK_DIR: v.buildpack }),
+    env: withUserEnv(run, bp, baseEnv(run, v, { CNB_PLATFORM_DIR: v.platform, CNB_BUILD_PLAN_PATH: planFile, CNB_BUILDPACK_DIR: v.buildpack })),
     mounts: mounts(run, v, bp, planHost, { appWritable: false }),
     timeoutMs: run.o.detectTimeoutMs ?? 60_000,
     onLine: (l) => output.push(l),
@@ -343,7 +353,8 @@ async function buildGroup(run: Run, detected: DetectResult): Promise<BuildResult
       const v = seen(run, bp, planHost);
       const planFile = path.posix.join(v.plan, "plan.toml");
       run.line(`-----> Building on the ${bp.name} buildpack`);
-      const env = applyEnv(baseEnv(run, v, { CNB_LAYERS_DIR: v.bpLayers, CNB_PLATFORM_DIR: v.platform, CNB_BP_PLAN_PATH: planFile, CNB_BUILDPACK_DIR: v.buildpack }), buildEnv);
+      // Earlier buildpacks' build layers, then the user's variables over them (as the CNB lifecycle orders them).
+      const env = withUserEnv(run, bp, applyEnv(baseEnv(run, v, { CNB_LAYERS_DIR: v.bpLayers, CNB_PLATFORM_DIR: v.platform, CNB_BP_PLAN_PATH: planFile, CNB_BUILDPACK_DIR: v.buildpack }), buildEnv));
       const res = await run.exec.run({
         argv: [path.posix.join(v.buildpack, "bin", "build"), v.bpLayers, v.platform, planFile],
         cwd: v.app,
@@ -575,6 +586,49 @@ function mounts(run: Run, v: Seen, bp: BuildpackInfo, planHost: string, o: { app
 /** The minimal environment every buildpack process starts from: no host variables, no config vars. */
 function baseEnv(run: Run, v: Seen, extra: Record<string, string>): Record<string, string> {
   return { PATH: `${v.tools}:${BASE_PATH}`, HOME: v.home, LANG: "C.UTF-8", CNB_APP_DIR: v.app, CNB_STACK_ID: "berth-24", CNB_TARGET_OS: "linux", CNB_TARGET_ARCH: "amd64", ...extra };
+}
+
+/**
+ * Names a user-provided variable may not set in a buildpack's environment (they stay
+ * readable as <platform>/env files): CNB_* are the lifecycle's contract paths; PATH
+ * must keep the lifecycle's tools dir (its `node`) and earlier layers' bin/ first;
+ * HOME is the only writable home; LD_LIBRARY_PATH carries earlier layers' lib/; and
+ * LD_PRELOAD meant for the running app (a library in a layer) would break every tool
+ * of the build. The CNB lifecycle prepends a user PATH instead; Heroku's buildpacks
+ * likewise skip PATH and LD_PRELOAD when they export config vars.
+ */
+export const USER_ENV_RESERVED: ReadonlySet<string> = new Set(["PATH", "HOME", "LD_LIBRARY_PATH", "LD_PRELOAD"]);
+const isReserved = (name: string) => name.startsWith("CNB_") || USER_ENV_RESERVED.has(name);
+
+/**
+ * Reads <platform>/env/<NAME> files once per run. Reserved names and values no
+ * process environment can hold (a NUL byte) are left out of the environment, and
+ * the build output says so once, naming them (never their values).
+ */
+async function readUserEnv(platformDir: string, line: (l: string) => void): Promise<Record<string, string>> {
+  const dir = path.join(platformDir, "env");
+  let entries: import("node:fs").Dirent[];
+  try {
+    entries = await fs.readdir(dir, { withFileTypes: true });
+  } catch {
+    return {};
+  }
+  const env: Record<string, string> = {};
+  const skipped: string[] = [];
+  for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    if (!e.isFile() || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(e.name)) continue;
+    const value = await fs.readFile(path.join(dir, e.name), "utf8");
+    if (isReserved(e.name)) skipped.push(`${e.name} (set by the platform)`);
+    else if (value.includes("\0")) skipped.push(`${e.name} (contains a NUL byte)`);
+    else env[e.name] = value;
+  }
+  if (skipped.length > 0) line(`       Not set in the build environment: ${skipped.join(", ")}; buildpacks can read them in $CNB_PLATFORM_DIR/env.`);
+  return env;
+}
+
+/** The user's variables over `env`, unless the buildpack asked for a clear environment; reserved names were never read into userEnv. */
+function withUserEnv(run: Run, bp: BuildpackInfo, env: Record<string, string>): Record<string, string> {
+  return bp.clearEnv ? env : { ...env, ...run.userEnv };
 }
 
 // ---------------------------------------------------------------------------- cache

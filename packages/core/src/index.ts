@@ -4,3 +4,4 @@ export * from "./log.ts";
 export * from "./names.ts";
 export * from "./config.ts";
 export * from "./secrets.ts";
+export * from "./keyring.ts";

@@ -4,3 +4,4 @@ export * from "./migrations.ts";
 export * from "./embedded.ts";
 export * from "./events.ts";
 export * from "./embedded-process.ts";
+export * from "./config-vars.ts";

@@ -1,11 +1,12 @@
 /** The builder process: takes builds from the queue and turns sources into images. */
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { consoleLogger, loadConfig, systemClock } from "@berth/core";
-import { openDb, pgEventBus } from "@berth/db";
+import { consoleLogger, ensureSecrets, loadConfig, parseKeyRing, systemClock } from "@berth/core";
+import { appConfigVars, openDb, pgEventBus } from "@berth/db";
 import { openBlobStore } from "@berth/blobstore";
 import { bwrapAvailable, bwrapExec, defaultOrder, spawnExec, trustEnv } from "@berth/buildpacks";
 import { BuilderService, BuildQueue } from "./index.ts";
+import { buildLimits } from "./limits.ts";
 
 const config = loadConfig(process.env, process.cwd());
 const logger = consoleLogger({ svc: "builder" });
@@ -13,11 +14,15 @@ if (!config.DATABASE_URL) throw new Error("DATABASE_URL is required (npm start p
 const db = openDb(config.DATABASE_URL, { max: 10, onIdleError: (e) => logger.warn("postgres connection dropped", { err: e.message }) });
 const events = await pgEventBus(config.DATABASE_URL, logger);
 const sources = await openBlobStore(config);
+// The api's key ring: the builder decrypts config vars for build-time env.
+const keys = parseKeyRing(ensureSecrets(config).configKeys);
 const sandboxed = await bwrapAvailable();
+const limits = buildLimits(config);
 if (!sandboxed) logger.warn("bubblewrap unavailable: buildpacks run as plain processes, without a sandbox");
 const service = new BuilderService(
   {
     db,
+    configVars: appConfigVars(db, keys),
     events,
     queue: new BuildQueue(db, systemClock, `${hostname()}:${process.pid}`),
     sources,
@@ -27,9 +32,8 @@ const service = new BuilderService(
     cacheDir: join(config.dataDir, "build-cache"),
     workDir: join(config.dataDir, "builds"),
     order: defaultOrder(),
-    exec: sandboxed
-      ? bwrapExec({ passEnv: trustEnv(process.env), memoryBytes: config.BERTH_BUILD_MEMORY_MB * 1024 * 1024, cpus: config.BERTH_BUILD_CPUS, pids: config.BERTH_BUILD_PIDS })
-      : spawnExec({ passEnv: trustEnv(process.env) }),
+    // Without bubblewrap the same cgroup limits still apply to the plain processes.
+    exec: sandboxed ? bwrapExec({ passEnv: trustEnv(process.env), ...limits }) : spawnExec({ passEnv: trustEnv(process.env), ...limits }),
     registry: config.BERTH_REGISTRY
       ? {
           host: config.BERTH_REGISTRY,
@@ -45,7 +49,7 @@ const service = new BuilderService(
 logger.info("builder ready", {
   concurrency: config.BERTH_BUILD_CONCURRENCY,
   sandbox: sandboxed ? "bubblewrap" : "none",
-  limits: sandboxed ? { memory_mb: config.BERTH_BUILD_MEMORY_MB, cpus: config.BERTH_BUILD_CPUS, pids: config.BERTH_BUILD_PIDS } : "none",
+  limits: { memory_mb: config.BERTH_BUILD_MEMORY_MB, cpus: config.BERTH_BUILD_CPUS, pids: config.BERTH_BUILD_PIDS },
 });
 
 const drain = async () => {

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { Invalid, TooLarge, isBerthError, type Clock, type Logger } from "@berth/core";
 import type { Db, EventBus } from "@berth/db";
-import { build as runLifecycle, extractTarball, launchCommand, launchEnv, layerPath, type Exec, type Order } from "@berth/buildpacks";
+import { build as runLifecycle, extractTarball, launchCommand, launchEnv, layerPath, writePlatformEnv, type Exec, type ExecResult, type LimitName, type Order } from "@berth/buildpacks";
 import { OciLayout, buildImage, pushImage, tarDirectory, writeLayer, type LayerDescriptor, type RegistryCredentials } from "@berth/oci";
 import { BuildLogWriter } from "./buildlog.ts";
 import type { BuildQueue } from "./queue.ts";
@@ -13,8 +13,18 @@ export interface SourceReader {
   get(key: string): Promise<Readable>;
 }
 
+/**
+ * The config vars of an app as they are now (`apps.config_version`), decrypted.
+ * The real one is `appConfigVars(db, keyRing)` from @berth/db.
+ */
+export interface AppConfigVars {
+  current(appId: string): Promise<{ version: number; vars: Record<string, string> }>;
+}
+
 export interface BuilderDeps {
   db: Db;
+  /** Build-time config vars: read when the build starts and handed to buildpacks as <platform>/env. */
+  configVars: AppConfigVars;
   events: EventBus;
   queue: BuildQueue;
   sources: SourceReader;
@@ -69,19 +79,27 @@ export async function runBuild(deps: BuilderDeps, buildId: string): Promise<"suc
       if (abort.signal.aborted) throw abort.signal.reason instanceof Error ? abort.signal.reason : new Cancelled("Build cancelled.");
     };
     if (b.attempts > 1) log.line("-----> Retrying: the builder that started this build stopped.");
+    // The config as the build starts, not as of the push: like Heroku, a build sees the config
+    // vars set before it started. The release made from it takes the config current when it is made.
+    const config = await deps.configVars.current(b.app_id);
+    const platformDir = join(work, "platform");
+    await writePlatformEnv(platformDir, config.vars);
     const appDir = join(work, "workspace");
     const source = await openSource(deps, b);
     const extracted = await extractTarball(source, appDir, { maxBytes: deps.limits.sourceBytes, maxEntries: deps.limits.sourceEntries });
     log.line(`-----> Source: ${extracted.entries} files, ${fmtBytes(extracted.bytes)}${b.source_version ? ` (${b.source_version.slice(0, 12)})` : ""}`);
+    const count = Object.keys(config.vars).length;
+    if (count > 0) log.line(`       Build-time config vars: ${count} (config version ${config.version})`);
     checkAbort();
     const appCache = join(deps.cacheDir, b.app_id);
+    const usage = new ExecUsage((l) => log.line(l));
     const result = await runLifecycle({
       appDir,
       layersDir: join(work, "layers"),
-      platformDir: join(work, "platform"),
+      platformDir,
       cacheDir: join(appCache, "buildpacks"),
       order: deps.order,
-      exec: withAbort(deps.exec, abort.signal),
+      exec: observed(withAbort(deps.exec, abort.signal), usage),
       onLine: (l) => log.line(l),
       tmpDir: work,
       buildTimeoutMs: deps.limits.buildTimeoutMs,
@@ -136,7 +154,7 @@ export async function runBuild(deps: BuilderDeps, buildId: string): Promise<"suc
       record.registryReference = pushed.reference;
       log.line(`       Uploaded ${pushed.uploadedBlobs.length} of ${pushed.uploadedBlobs.length + pushed.skippedBlobs.length + pushed.mountedBlobs.length} blobs, ${fmtBytes(pushed.uploadedBytes)}`);
     }
-    log.line(`-----> Build succeeded in ${((deps.clock.now() - started) / 1000).toFixed(1)}s`);
+    log.line(`-----> Build succeeded in ${((deps.clock.now() - started) / 1000).toFixed(1)}s${usage.summary()}`);
     const processes = result.processes.map((p) => ({ type: p.type, command: launchCommand(result, p.type)! }));
     await log.flush();
     const ok = await queue.finish(buildId, { status: "succeeded", image: record, processes, buildpacks: result.buildpacks.map((bp) => ({ name: bp.id, url: bp.id, version: bp.version })) });
@@ -194,6 +212,51 @@ function withAbort(exec: Exec, signal: AbortSignal): Exec {
         );
       });
     },
+  };
+}
+
+/**
+ * What the Exec reported over one build: CPU time (and time held back by the CPU
+ * limit) summed over every buildpack process, and, once per build, the limits this
+ * builder could not enforce.
+ */
+class ExecUsage {
+  readonly #line: (l: string) => void;
+  #cpuMs = 0;
+  #throttledMs = 0;
+  #accounted = false;
+  #warned = new Set<LimitName>();
+  constructor(line: (l: string) => void) {
+    this.#line = line;
+  }
+  add(r: ExecResult): void {
+    if (r.cpu?.usageMs !== undefined) {
+      this.#accounted = true;
+      this.#cpuMs += r.cpu.usageMs;
+    }
+    this.#throttledMs += r.cpu?.throttledMs ?? 0;
+    const fresh = (r.unenforced ?? []).filter((l) => !this.#warned.has(l));
+    if (fresh.length === 0) return;
+    for (const l of fresh) this.#warned.add(l);
+    this.#line(` !     Not enforced on this builder: the build's ${fresh.join(", ")} limit${fresh.length > 1 ? "s" : ""} (no writable cgroup controller).`);
+  }
+  /** ", 1.2 s of CPU (0.3 s held back by the CPU limit)", or "" without accounting. */
+  summary(): string {
+    if (!this.#accounted) return "";
+    const s = (ms: number) => (ms / 1000).toFixed(ms < 1000 ? 2 : 1);
+    const held = this.#throttledMs >= 10 ? ` (${s(this.#throttledMs)} s held back by the CPU limit)` : "";
+    return `, ${s(this.#cpuMs)} s of CPU${held}`;
+  }
+}
+
+function observed(exec: Exec, usage: ExecUsage): Exec {
+  return {
+    remapsPaths: exec.remapsPaths,
+    run: (req) =>
+      exec.run(req).then((r) => {
+        usage.add(r);
+        return r;
+      }),
   };
 }
 

@@ -1,10 +1,9 @@
 import { sql } from "kysely";
-import { Invalid, TooLarge, type Clock } from "@berth/core";
-import type { Db } from "@berth/db";
-import type { KeyRing } from "./keyring.ts";
+import { Invalid, TooLarge, type Clock, type KeyRing } from "@berth/core";
+import { readConfigVersion, type ConfigVars, type Db } from "@berth/db";
 import { lockApp } from "./access.ts";
 
-export type ConfigVars = Record<string, string>;
+export type { ConfigVars };
 
 const KEY = /^[A-Za-z_][A-Za-z0-9_]{0,199}$/;
 /** Set by the platform for every dyno; users cannot override them. */
@@ -27,9 +26,7 @@ export class ConfigStore {
   }
 
   async read(appId: string, version: number, db: Db = this.#db): Promise<ConfigVars> {
-    if (version === 0) return {};
-    const row = await db.selectFrom("config_versions").selectAll().where("app_id", "=", appId).where("version", "=", version).executeTakeFirstOrThrow();
-    return JSON.parse(this.#keys.decrypt(row.key_id, row.nonce, row.ciphertext, appId).toString("utf8")) as ConfigVars;
+    return readConfigVersion(db, this.#keys, appId, version);
   }
 
   /** Applies changes (null unsets) and returns the new version; 0 changes keep the version. */

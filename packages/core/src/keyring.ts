@@ -1,10 +1,12 @@
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
-import { Invalid } from "@berth/core";
+import { Invalid } from "./errors.ts";
 
 /**
  * Platform keys for encrypting config vars at rest (AES-256-GCM). The first key
  * encrypts; every key decrypts, so a new key can be put in front and old rows
- * re-encrypted at leisure (see rotateConfigKeys).
+ * re-encrypted at leisure (ConfigStore.rotate in services/api, `npm run rotate-config-keys`).
+ * Lives in core because the api (writes config vars) and the builder (reads them
+ * for build-time env) both hold the ring.
  */
 export interface KeyRing {
   currentId: string;
@@ -47,6 +49,7 @@ export function parseKeyRing(spec: string): KeyRing {
   };
 }
 
+/** A fresh `id:base64` key, for tests and first starts. */
 export function newKeySpec(id = "k1"): string {
   return `${id}:${randomBytes(32).toString("base64")}`;
 }
