@@ -13,6 +13,7 @@ const APP = "push-demo";
 const server = (body: string) => `
 const http = require("node:http");
 http.createServer((req, res) => {
+  if (req.url === "/built") return res.end(require("node:fs").existsSync("built.txt") ? require("node:fs").readFileSync("built.txt") : "no build output");
   if (req.url === "/env") return res.end(JSON.stringify({ greeting: process.env.GREETING ?? null, port: process.env.PORT, dyno: process.env.DYNO }));
   res.end(${JSON.stringify(body)});
 }).listen(process.env.PORT);
@@ -78,6 +79,16 @@ describe("git push", () => {
     expect(env).toMatchObject({ greeting: "ahoy", dyno: "web.1" });
     expect(Number(env.port)).toBeGreaterThan(0);
   }, 60_000);
+
+  test("a build sees the config vars set before it started, and the build log names only their count", async () => {
+    const withBuild = JSON.stringify({ ...JSON.parse(packageJson), scripts: { start: "node server.js", build: `node -e "require('fs').writeFileSync('built.txt', 'built with ' + process.env.GREETING)"` } });
+    await commit("package.json", withBuild, "build script reads a config var");
+    const push = await p.git(repo, ["push", "platform", "main"]);
+    expect(push.code, push.stderr).toBe(0);
+    expect(push.stderr).toMatch(/remote:\s+Build-time config vars: 1 \(config version \d+\)/);
+    expect(push.stderr).not.toContain("ahoy");
+    expect((await p.get(`${APP}.localhost`, "/built")).text).toBe("built with ahoy");
+  }, 120_000);
 
   test("rollback serves the old build again without a rebuild", async () => {
     const rb = await p.call("POST", `/apps/${APP}/releases`, { token: owner.token, body: { release: 2 } });
