@@ -32,7 +32,7 @@ export function defaultOrder(): Order {
   ];
 }
 
-/** Writes config vars as <platformDir>/env/<NAME> files, the only way buildpacks see them. */
+/** Writes config vars as <platformDir>/env/<NAME> files; the lifecycle also sets them in buildpacks' environment (not for clear-env ones). */
 export async function writePlatformEnv(platformDir: string, configVars: Record<string, string>): Promise<void> {
   const dir = path.join(platformDir, "env");
   await fs.rm(dir, { recursive: true, force: true });

@@ -245,6 +245,31 @@ mkdir -p "$L/tmp"; printf '[types]\\nbuild = true\\n' > "$L/tmp.toml"`,
     expect((await fs.readdir(root)).filter((f) => f.startsWith("berth-lifecycle-"))).toEqual([]);
   });
 
+  it("after a failed build, hands back the cached layers it did not change and drops those it did", async () => {
+    // Group: t/a caches `edited` and `emptied`, t/b caches `later`. The second build changes
+    // `edited` in place and empties `emptied` in t/a, then t/a fails, so t/b never runs.
+    const a = await bp("t/a", {
+      detect: "exit 0",
+      build: `if [ -d "$L/edited" ]; then echo more >> "$L/edited/file"; rm "$L/emptied/file"; exit 3; fi
+mkdir -p "$L/edited" "$L/emptied"; echo one > "$L/edited/file"; echo one > "$L/emptied/file"
+for n in edited emptied; do printf '[types]\ncache = true\n[metadata]\nv = "1"\n' > "$L/$n.toml"; done`,
+    });
+    const b = await bp("t/b", { detect: "exit 0", build: `mkdir -p "$L/later"; echo kept > "$L/later/file"; printf '[types]\ncache = true\n' > "$L/later.toml"` });
+    const first = await build(opts([[{ dir: a }, { dir: b }]]));
+    expect(first.layers.map((l) => [l.name, l.dir.startsWith(path.join(root, "cache"))])).toEqual([["edited", true], ["emptied", true], ["later", true]]);
+    // The layers dir still reaches them (a symlink where each was).
+    expect(await fs.readFile(path.join(root, "layers", "t_b", "later", "file"), "utf8")).toBe("kept\n");
+
+    await fs.rm(path.join(root, "layers"), { recursive: true });
+    const lines: string[] = [];
+    const err = await build(opts([[{ dir: a }, { dir: b }]], lines)).catch((e: unknown) => e);
+    expect((err as BerthError).message).toBe("The t/a pack buildpack (t/a) failed: it exited with code 3.");
+    expect(lines.some((l) => l.includes("Building on the t/b pack buildpack"))).toBe(false);
+    expect((await fs.readdir(path.join(root, "cache", "t_a"))).sort()).toEqual([]);
+    expect((await fs.readdir(path.join(root, "cache", "t_b"))).sort()).toEqual(["later", "later.toml"]);
+    expect(await fs.readFile(path.join(root, "cache", "t_b", "later", "file"), "utf8")).toBe("kept\n");
+  });
+
   it("kills a build that runs past its timeout", async () => {
     const a = await bp("t/slow", { detect: "exit 0", build: "sleep 30" });
     const started = Date.now();

@@ -15,10 +15,12 @@
  *   are <layers>/<id>/<name>/ with <name>.toml [types] launch/build/cache and [metadata];
  *   launch.toml [[processes]]; layer bin/, lib/, env/, env.build/, env.launch/.
  * - cache: layers with cache = true are restored (contents, and <name>.toml with
- *   [metadata] only) before build and saved after; restored copies are hard links,
- *   so an unchanged layer costs no copy when saved again.
+ *   [metadata] only) before build and saved after. Both are renames, so a layer costs the
+ *   same whatever its number of files (a real node_modules has tens of thousands): the
+ *   cache holds the last successful build's layers, and while a build runs they are in its
+ *   layers dir. After a build the cached layers are back in the cache: LayerResult.dir
+ *   says where, and the layers dir keeps a symlink in their place.
  */
-import { spawn } from "node:child_process";
 import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -50,7 +52,10 @@ export interface BuildpackInfo {
 export interface LayerResult {
   bpId: string;
   name: string;
-  /** Host directory of the layer's contents. */
+  /**
+   * Host directory of the layer's contents: in the cache dir for cache = true layers
+   * (until the next build with that cache takes it), else in the layers dir.
+   */
   dir: string;
   launch: boolean;
   build: boolean;
@@ -329,6 +334,10 @@ interface Restored {
   /** JSON of the restored [metadata], to tell a reused layer from a rebuilt one. */
   metadata: string;
   ino: number;
+  /** Where the layer came from, to hand it back after a failed build. */
+  cacheDir: string;
+  /** When it was moved out of the cache (ms since the epoch), to tell whether a failed build changed it. */
+  at: number;
 }
 
 async function buildGroup(run: Run, detected: DetectResult): Promise<BuildResult> {
@@ -338,6 +347,8 @@ async function buildGroup(run: Run, detected: DetectResult): Promise<BuildResult
   const processes = new Map<string, ProcessType>();
   const buildEnv: EnvOp[] = [];
   const restoredAll = new Map<string, Map<string, Restored>>();
+  /** Buildpacks whose bin/build was started: their restored layers may have been changed. */
+  const ran = new Set<string>();
   try {
     for (const { bp, plan } of detected.group) {
       const esc = escapeId(bp.id);
@@ -353,6 +364,7 @@ async function buildGroup(run: Run, detected: DetectResult): Promise<BuildResult
       const v = seen(run, bp, planHost);
       const planFile = path.posix.join(v.plan, "plan.toml");
       run.line(`-----> Building on the ${bp.name} buildpack`);
+      ran.add(bp.id);
       // Earlier buildpacks' build layers, then the user's variables over them (as the CNB lifecycle orders them).
       const env = withUserEnv(run, bp, applyEnv(baseEnv(run, v, { CNB_LAYERS_DIR: v.bpLayers, CNB_PLATFORM_DIR: v.platform, CNB_BP_PLAN_PATH: planFile, CNB_BUILDPACK_DIR: v.buildpack }), buildEnv));
       const res = await run.exec.run({
@@ -390,12 +402,12 @@ async function buildGroup(run: Run, detected: DetectResult): Promise<BuildResult
 
     const env: EnvOp[] = [];
     for (const l of layers) if (l.launch) env.push(...(await layerEnv(l.dir, "launch", l.dir)));
-    await saveCache(cacheDir, detected.group.map((g) => g.bp.id), layers, restoredAll);
+    await saveCache(cacheDir, detected.group.map((g) => g.bp.id), layers);
     run.line(`-----> Discovering process types`);
     run.line(`       Procfile declares types -> ${procs.map((p) => p.type).join(", ") || "(none)"}`);
     return { buildpacks: detected.group.map((g) => ({ id: g.bp.id, version: g.bp.version })), layers, processes: procs, env, appDir, layersDir };
   } catch (e) {
-    await dropTouchedCache(cacheDir, layersDir, restoredAll);
+    await returnUntouched(layersDir, restoredAll, ran);
     throw e;
   }
 }
@@ -634,10 +646,10 @@ function withUserEnv(run: Run, bp: BuildpackInfo, env: Record<string, string>): 
 // ---------------------------------------------------------------------------- cache
 
 /**
- * Hard-link copies cached layers (cache = true) into the buildpack's layers dir,
- * with a <name>.toml holding their [metadata] only: as in Buildpack API 0.6+, types
- * are not restored, so a buildpack keeps a layer by writing its types again and
- * drops it by doing nothing.
+ * Moves cached layers (cache = true) into the buildpack's layers dir, with a
+ * <name>.toml holding their [metadata] only: as in Buildpack API 0.6+, types are not
+ * restored, so a buildpack keeps a layer by writing its types again and drops it by
+ * doing nothing. The cache's own <name>.toml stays, for returnUntouched.
  */
 async function restoreCache(bpCache: string, bpLayers: string): Promise<Map<string, Restored>> {
   const restored = new Map<string, Restored>();
@@ -647,7 +659,6 @@ async function restoreCache(bpCache: string, bpLayers: string): Promise<Map<stri
   } catch {
     return restored;
   }
-  // Layers are restored concurrently: hard-linking is syscall-bound, and node's npm alone is ~2,000 files.
   await Promise.all(
     files.map(async (f) => {
       if (!f.endsWith(".toml")) return;
@@ -661,19 +672,21 @@ async function restoreCache(bpCache: string, bpLayers: string): Promise<Map<stri
       }
       if (asTable(t.types).cache !== true || !(await isDir(path.join(bpCache, name)))) return;
       const metadata = asTable(t.metadata);
-      await linkCopy(path.join(bpCache, name), path.join(bpLayers, name));
+      const at = Date.now();
+      await move(path.join(bpCache, name), path.join(bpLayers, name));
       await fs.writeFile(path.join(bpLayers, f), stringifyToml({ metadata }));
-      restored.set(name, { metadata: JSON.stringify(metadata), ino: (await fs.stat(path.join(bpLayers, name))).ino });
+      restored.set(name, { metadata: JSON.stringify(metadata), ino: (await fs.stat(path.join(bpLayers, name))).ino, cacheDir: bpCache, at });
     }),
   );
   return restored;
 }
 
 /**
- * Makes <cache>/<bp>/ hold exactly this build's cache = true layers. Reused
- * layers are already there; others are hard-link copied (new files only).
+ * Makes <cache>/<bp>/ hold exactly this build's cache = true layers, moving each
+ * into it (so `l.dir` changes to its place in the cache, and a symlink takes its
+ * place in the layers dir).
  */
-async function saveCache(cacheDir: string, bpIds: string[], layers: LayerResult[], restoredAll: Map<string, Map<string, Restored>>): Promise<void> {
+async function saveCache(cacheDir: string, bpIds: string[], layers: LayerResult[]): Promise<void> {
   for (const bpId of bpIds) {
     const bpCache = path.join(cacheDir, escapeId(bpId));
     await fs.mkdir(bpCache, { recursive: true });
@@ -685,48 +698,73 @@ async function saveCache(cacheDir: string, bpIds: string[], layers: LayerResult[
     }
     for (const l of mine) {
       const dst = path.join(bpCache, l.name);
-      if (!(l.reused && restoredAll.get(bpId)?.has(l.name) && (await isDir(dst)))) {
-        await fs.rm(dst, { recursive: true, force: true });
-        await linkCopy(l.dir, dst);
-      }
+      await fs.rm(dst, { recursive: true, force: true });
+      await move(l.dir, dst);
+      await fs.symlink(dst, l.dir);
       await fs.copyFile(path.join(path.dirname(l.dir), `${l.name}.toml`), `${dst}.toml`);
+      l.dir = dst;
     }
   }
 }
 
-/** After a failed build, cache entries whose restored copy may have been changed in place are dropped. */
-async function dropTouchedCache(cacheDir: string, layersDir: string, restoredAll: Map<string, Map<string, Restored>>): Promise<void> {
+/**
+ * After a failed build, hands restored layers back to the cache unless the build
+ * may have changed them: layers of buildpacks that never ran go back as they are;
+ * those of buildpacks that ran go back only if nothing in them (and not their
+ * [metadata]) changed since they were restored. Changed ones are dropped, so the
+ * next build rebuilds them rather than reusing a half-updated layer.
+ */
+async function returnUntouched(layersDir: string, restoredAll: Map<string, Map<string, Restored>>, ran: Set<string>): Promise<void> {
   for (const [bpId, restored] of restoredAll) {
     for (const [name, r] of restored) {
       const dir = path.join(layersDir, escapeId(bpId), name);
-      const st = await fs.stat(dir).catch(() => null);
-      const text = await fs.readFile(`${dir}.toml`, "utf8").catch(() => "");
-      let metadata: string | null = null;
-      try {
-        metadata = JSON.stringify(asTable(parseToml(text).metadata));
-      } catch {
-        // rewritten badly: treat as touched
-      }
-      if (st?.ino === r.ino && metadata === r.metadata) continue;
-      const dst = path.join(cacheDir, escapeId(bpId), name);
-      await fs.rm(dst, { recursive: true, force: true });
-      await fs.rm(`${dst}.toml`, { force: true });
+      const dst = path.join(r.cacheDir, name);
+      const back = !ran.has(bpId) || (await unchangedSince(dir, r));
+      if (back && !(await exists(dst))) await move(dir, dst).catch(() => fs.rm(`${dst}.toml`, { force: true }));
+      else await fs.rm(`${dst}.toml`, { force: true });
     }
   }
 }
 
-/** `cp -a --link`: directories recreated, files hard-linked, symlinks copied. */
-async function linkCopy(src: string, dst: string): Promise<void> {
-  const code = await new Promise<number | null>((resolve) => {
-    const p = spawn("cp", ["-a", "--link", "--no-target-directory", src, dst], { stdio: "ignore" });
-    p.on("error", () => resolve(null));
-    p.on("exit", (c) => resolve(c));
-  });
-  if (code !== 0) {
-    await fs.rm(dst, { recursive: true, force: true });
+/**
+ * Whether a restored layer is as it was restored: same directory, same [metadata], and
+ * no entry inside created, removed or written since (every ctime before the restore,
+ * less 50 ms: file times come from the kernel's coarse clock, up to a tick behind; the
+ * top directory's own ctime changed with the move, so its mtime is checked instead).
+ * Anything written just before the restore counts as changed: dropping is the safe side.
+ */
+async function unchangedSince(dir: string, r: Restored): Promise<boolean> {
+  const limit = r.at - 50;
+  const st = await fs.lstat(dir).catch(() => null);
+  if (st?.ino !== r.ino || st.mtimeMs >= limit) return false;
+  try {
+    if (JSON.stringify(asTable(parseToml(await fs.readFile(`${dir}.toml`, "utf8")).metadata)) !== r.metadata) return false;
+  } catch {
+    return false;
+  }
+  const walk = async (d: string): Promise<boolean> => {
+    for (const e of await fs.readdir(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if ((await fs.lstat(p)).ctimeMs >= limit) return false;
+      if (e.isDirectory() && !(await walk(p))) return false;
+    }
+    return true;
+  };
+  return walk(dir).catch(() => false);
+}
+
+/** rename, or a copy and a delete where src and dst are on different filesystems. */
+async function move(src: string, dst: string): Promise<void> {
+  try {
+    await fs.rename(src, dst);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EXDEV") throw e;
     await fs.cp(src, dst, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+    await fs.rm(src, { recursive: true, force: true });
   }
 }
+
+const exists = (p: string) => fs.lstat(p).then(() => true, () => false);
 
 async function isDir(p: string): Promise<boolean> {
   return (await fs.stat(p).catch(() => null))?.isDirectory() ?? false;

@@ -23,7 +23,14 @@ export interface ReadyOptions {
   cancelled: () => boolean;
 }
 
-const FIRST_POLL_MS = 10;
+/**
+ * Polls every FAST_POLL_MS for the first FAST_FOR_MS (most apps listen within that, and
+ * a refused loopback connect costs microseconds), then back off to MAX_POLL_MS. A start
+ * is noticed within 5 ms of the app listening: with a doubling from 10 ms, an app that
+ * listened at 50 ms was seen at 70.
+ */
+const FAST_POLL_MS = 5;
+const FAST_FOR_MS = 1000;
 const MAX_POLL_MS = 100;
 
 export async function waitReady(o: ReadyOptions): Promise<Readiness> {
@@ -38,7 +45,8 @@ export async function waitReady(o: ReadyOptions): Promise<Readiness> {
     return o.cancelled() ? cancelled() : { ok: true };
   }
 
-  let delay = FIRST_POLL_MS;
+  const fastUntil = Date.now() + FAST_FOR_MS;
+  let delay = FAST_POLL_MS;
   let health: string | undefined;
   for (;;) {
     if (exit) return exitFailure(exit);
@@ -53,7 +61,7 @@ export async function waitReady(o: ReadyOptions): Promise<Readiness> {
       health = status !== undefined ? `answered ${status}` : (health ?? "did not answer");
     }
     await exitedOrSlept(Math.min(delay, Math.max(deadline - Date.now(), 0)));
-    delay = Math.min(delay * 2, MAX_POLL_MS);
+    if (Date.now() >= fastUntil) delay = Math.min(delay * 2, MAX_POLL_MS);
   }
   // An exit racing the deadline is the better explanation.
   await Promise.race([sleep(20), o.exited]);

@@ -8,6 +8,8 @@
 //   node_modules/      launch+build+cache  app/node_modules/ + bin -> app/node_modules/.bin; keyed by
 //                                          lockfile digest + node version + package manager@version
 //   node_modules_prod/ launch              apps with a build script: the same minus devDependencies
+//   node-resolved/     cache               (metadata only) which release the registry gave for
+//                                          engines.node, and when: asked again after RESOLVE_TTL_MS
 // The app's node_modules becomes a relative symlink into the launch layer, valid in the
 // image because the app sits at /workspace and the layers at /layers.
 //
@@ -25,6 +27,12 @@ import { detectManager, installManager, managerEnv, Unsupported } from "./manage
 import { pruneUnreachable } from "./prune.mjs";
 
 const DEFAULT_RANGE = "24.x";
+/**
+ * How long a range's resolution (24.x -> 24.22.3) is reused before the registry is
+ * asked again. Listing every Node.js release costs ~70 ms of each build; a new release
+ * reaches an app's next build after at most this long. An exact version never asks.
+ */
+const RESOLVE_TTL_MS = 10 * 60_000;
 /** Where a dependency layer keeps its tree (see the invariant above); bump TREE_LAYOUT when it moves. */
 const tree = (layerDir) => path.join(layerDir, "app", "node_modules");
 const TREE_LAYOUT = 2;
@@ -118,6 +126,14 @@ function fail(msg) {
 // ------------------------------------------------------------------ node runtime
 
 async function resolveNode(range, rangeFrom, registry, cached) {
+  if (cached?.version && parseVersion(range) && cmpExact(range, cached.version)) return { version: cached.version, dist: null };
+  const memo = await readLayerMetadata(layersDir, "node-resolved");
+  const age = memo ? Date.now() - Number(memo.at) : Infinity;
+  if (memo && memo.range === range && memo.registry === registry && age >= 0 && age < RESOLVE_TTL_MS) {
+    info(`${range} is node ${memo.version} (asked the registry ${Math.round(age / 1000)} s ago)`);
+    await rememberResolution(memo);
+    return { version: String(memo.version), dist: null };
+  }
   let versions;
   let dists;
   try {
@@ -126,7 +142,7 @@ async function resolveNode(range, rangeFrom, registry, cached) {
     versions = Object.keys(doc.versions ?? {});
     dists = doc.versions;
   } catch (e) {
-    if (cached && cached.range === range) {
+    if (cached?.version && satisfiesRange(cached.version, range)) {
       warn(`Could not reach the registry (${e.message}); keeping node ${cached.version}.`);
       return { version: cached.version, dist: null };
     }
@@ -143,8 +159,26 @@ async function resolveNode(range, rangeFrom, registry, cached) {
     warn(`${rangeFrom} asks for node ${JSON.stringify(range)}, which matches no Node.js release available for linux-x64.`);
     warn(`Using node ${fallback} (${DEFAULT_RANGE}) instead.`);
     version = fallback;
+  } else {
+    await rememberResolution({ range, registry, version, at: Date.now() });
   }
   return { version, dist: dists[version].dist };
+}
+
+/** The node-resolved layer: metadata only, kept in the cache (its types are written again each build). */
+async function rememberResolution(memo) {
+  await fs.mkdir(path.join(layersDir, "node-resolved"), { recursive: true });
+  await fs.writeFile(path.join(layersDir, "node-resolved.toml"), layerToml({ cache: true }, { range: memo.range, registry: memo.registry, version: String(memo.version), at: Number(memo.at) }));
+}
+
+const cmpExact = (a, b) => String(parseVersion(a)) === String(parseVersion(b));
+
+function satisfiesRange(version, range) {
+  try {
+    return satisfies(version, parseRange(range));
+  } catch {
+    return false;
+  }
 }
 
 async function installNode(range, rangeFrom, registry) {
