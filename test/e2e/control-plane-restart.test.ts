@@ -7,27 +7,12 @@
  */
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { requestLoop, startPlatformProcesses, type PlatformProcesses } from "../harness/platform.ts";
+import { bootIdServerPy } from "../harness/apps.ts";
 
 const APP = "steady";
 const HOST = `${APP}.localhost`;
 
-/** Answers `v1 greeting=<GREETING> boot=<random per process>`: a changed boot id is a new process. */
-const serverPy = `
-import http.server, os
-BOOT = os.urandom(8).hex()
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = ("v1 greeting=%s boot=%s" % (os.environ.get("GREETING", ""), BOOT)).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-print("listening on", os.environ["PORT"], flush=True)
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-`;
+const serverPy = bootIdServerPy("v1 ");
 
 let p: PlatformProcesses;
 let owner: { token: string };

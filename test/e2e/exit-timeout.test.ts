@@ -7,28 +7,14 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { processAlive, processesWithEnv, requestLoop, startPlatform, type TestPlatform } from "../harness/platform.ts";
+import { bootIdServerPy } from "../harness/apps.ts";
 
 const APP = "stubborn";
 const HOST = `${APP}.localhost`;
-/** Short for the test; the platform's default is 10 s (Heroku's 30 s). */
+/** Short for the test; the platform's default is 30 s (BERTH_STOP_GRACE_SECONDS), as on Heroku. */
 const GRACE_MS = 1500;
 
-/** Answers `greeting=<GREETING> boot=<random per process>` over keep-alive HTTP/1.1. */
-const serverPy = `
-import http.server, os
-BOOT = os.urandom(8).hex()
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = ("greeting=%s boot=%s" % (os.environ.get("GREETING", ""), BOOT)).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-`;
+const serverPy = bootIdServerPy();
 
 // runc where this machine runs it (else the runtime falls back, and the test says which it ran); the process fallback always.
 describe.each(["runc", "process"] as const)("%s", (isolation) => {

@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { BerthError } from "@berth/core";
 import { build, detect, type LifecycleOptions, type Order } from "./lifecycle.ts";
 import { launchEnv } from "./launch-env.ts";
-import { spawnExec, bwrapExec, bwrapAvailable } from "./exec.ts";
+import { spawnExec, bwrapExec, bwrapAvailable, type ExecRequest } from "./exec.ts";
 
 let root: string;
 let bps: string;
@@ -314,18 +314,15 @@ node -e 'console.log(process.version)' > node.out`,
     expect(names.filter((n) => !n.startsWith("CNB_")).sort()).toEqual(["GREETING", "HOME", "LANG", "PATH", "PWD", "TRICKY"]);
   });
 
+  /** A run of a host command with no mounts, for the cgroup tests. */
+  const hostRun = (argv: string[]): ExecRequest => ({ argv, cwd: "/", env: { PATH: "/usr/bin:/bin" }, mounts: [], timeoutMs: 20_000, onLine: () => {} });
+  const BUSY_LOOP = `i=0; while [ "$i" -lt 60000 ]; do i=$((i + 1)); done`;
+
   it.skipIf(!available)("holds a build to its CPU limit (CFS quota): a busy loop under 0.1 CPUs is throttled", async () => {
     const run = (cpus: number | undefined) =>
-      bwrapExec(cpus === undefined ? {} : { cpus }).run({
-        // A fixed amount of work (~0.1-0.3 s of CPU), not a wall-clock span: on a busy
-        // machine it still wants far more than its 10 ms in some 100 ms period.
-        argv: ["/bin/sh", "-c", `i=0; while [ "$i" -lt 60000 ]; do i=$((i + 1)); done; echo done`],
-        cwd: "/",
-        env: { PATH: "/usr/bin:/bin" },
-        mounts: [],
-        timeoutMs: 20_000,
-        onLine: () => {},
-      });
+      // A fixed amount of work (~0.1-0.3 s of CPU), not a wall-clock span: on a busy
+      // machine it still wants far more than its 10 ms in some 100 ms period.
+      bwrapExec(cpus === undefined ? {} : { cpus }).run(hostRun(["/bin/sh", "-c", `${BUSY_LOOP}; echo done`]));
     const limited = await run(0.1);
     expect(limited.code).toBe(0);
     expect(limited.cpu?.throttledPeriods).toBeGreaterThan(0);
@@ -337,27 +334,13 @@ node -e 'console.log(process.version)' > node.out`,
   });
 
   it.skipIf(!available)("the plain-process fallback gets the same cgroup limits", async () => {
-    const res = await spawnExec({ cpus: 0.1 }).run({
-      argv: ["/bin/sh", "-c", `i=0; while [ "$i" -lt 60000 ]; do i=$((i + 1)); done`],
-      cwd: "/",
-      env: { PATH: "/usr/bin:/bin" },
-      mounts: [],
-      timeoutMs: 20_000,
-      onLine: () => {},
-    });
+    const res = await spawnExec({ cpus: 0.1 }).run(hostRun(["/bin/sh", "-c", BUSY_LOOP]));
     expect(res.code).toBe(0);
     expect(res.cpu?.throttledPeriods).toBeGreaterThan(0);
   });
 
   it.skipIf(!available)("reports limits it cannot enforce (no writable controller) instead of dropping them", async () => {
-    const res = await bwrapExec({ memoryBytes: 256 * 1024 * 1024, pids: 64, cpus: 1, cgroupRoot: path.join(root, "no-cgroups-here") }).run({
-      argv: ["/bin/true"],
-      cwd: "/",
-      env: { PATH: "/usr/bin:/bin" },
-      mounts: [],
-      timeoutMs: 20_000,
-      onLine: () => {},
-    });
+    const res = await bwrapExec({ memoryBytes: 256 * 1024 * 1024, pids: 64, cpus: 1, cgroupRoot: path.join(root, "no-cgroups-here") }).run(hostRun(["/bin/true"]));
     expect(res.code).toBe(0);
     expect(res.unenforced).toEqual(["memory", "pids", "cpu"]);
     expect(res.cpu).toBeUndefined();
