@@ -285,7 +285,8 @@ async function peek(input: Readable, n: number): Promise<{ buf: Buffer; stream: 
   return { buf, stream };
 }
 
-async function exists(p: string): Promise<boolean> {
+/** Whether anything (a dangling symlink too) is at `p`. */
+export async function exists(p: string): Promise<boolean> {
   try {
     await fs.lstat(p);
     return true;

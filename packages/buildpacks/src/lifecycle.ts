@@ -26,6 +26,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { BerthError } from "@berth/core";
 import { spawnExec, type Exec, type Mount } from "./exec.ts";
+import { exists } from "./extract.ts";
 import { asTable, parseToml, stringifyToml, type TomlTable, type TomlValue } from "./toml.ts";
 
 export interface BuildpackRef {
@@ -334,8 +335,6 @@ interface Restored {
   /** JSON of the restored [metadata], to tell a reused layer from a rebuilt one. */
   metadata: string;
   ino: number;
-  /** Where the layer came from, to hand it back after a failed build. */
-  cacheDir: string;
   /** When it was moved out of the cache (ms since the epoch), to tell whether a failed build changed it. */
   at: number;
 }
@@ -407,7 +406,7 @@ async function buildGroup(run: Run, detected: DetectResult): Promise<BuildResult
     run.line(`       Procfile declares types -> ${procs.map((p) => p.type).join(", ") || "(none)"}`);
     return { buildpacks: detected.group.map((g) => ({ id: g.bp.id, version: g.bp.version })), layers, processes: procs, env, appDir, layersDir };
   } catch (e) {
-    await returnUntouched(layersDir, restoredAll, ran);
+    await returnUntouched(cacheDir, layersDir, restoredAll, ran);
     throw e;
   }
 }
@@ -675,7 +674,7 @@ async function restoreCache(bpCache: string, bpLayers: string): Promise<Map<stri
       const at = Date.now();
       await move(path.join(bpCache, name), path.join(bpLayers, name));
       await fs.writeFile(path.join(bpLayers, f), stringifyToml({ metadata }));
-      restored.set(name, { metadata: JSON.stringify(metadata), ino: (await fs.stat(path.join(bpLayers, name))).ino, cacheDir: bpCache, at });
+      restored.set(name, { metadata: JSON.stringify(metadata), ino: (await fs.stat(path.join(bpLayers, name))).ino, at });
     }),
   );
   return restored;
@@ -714,11 +713,11 @@ async function saveCache(cacheDir: string, bpIds: string[], layers: LayerResult[
  * [metadata]) changed since they were restored. Changed ones are dropped, so the
  * next build rebuilds them rather than reusing a half-updated layer.
  */
-async function returnUntouched(layersDir: string, restoredAll: Map<string, Map<string, Restored>>, ran: Set<string>): Promise<void> {
+async function returnUntouched(cacheDir: string, layersDir: string, restoredAll: Map<string, Map<string, Restored>>, ran: Set<string>): Promise<void> {
   for (const [bpId, restored] of restoredAll) {
     for (const [name, r] of restored) {
       const dir = path.join(layersDir, escapeId(bpId), name);
-      const dst = path.join(r.cacheDir, name);
+      const dst = path.join(cacheDir, escapeId(bpId), name);
       const back = !ran.has(bpId) || (await unchangedSince(dir, r));
       if (back && !(await exists(dst))) await move(dir, dst).catch(() => fs.rm(`${dst}.toml`, { force: true }));
       else await fs.rm(`${dst}.toml`, { force: true });
@@ -763,8 +762,6 @@ async function move(src: string, dst: string): Promise<void> {
     await fs.rm(src, { recursive: true, force: true });
   }
 }
-
-const exists = (p: string) => fs.lstat(p).then(() => true, () => false);
 
 async function isDir(p: string): Promise<boolean> {
   return (await fs.stat(p).catch(() => null))?.isDirectory() ?? false;
